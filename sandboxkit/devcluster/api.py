@@ -1,0 +1,315 @@
+"""The in-process API: validation, defaulting, admission, storage and events.
+
+HTTP handlers and controllers both go through :class:`Api`, as every component of a real
+cluster goes through the API server, so a pod the Job controller creates meets the same
+admission (ServiceAccount existence, ResourceQuota) as one a user creates.
+
+All methods are synchronous and must be called from the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from . import clock, defaults, errors, selectors, validation
+from .resources import ResourceType, require
+from .store import Store
+
+__all__ = ["SYSTEM_USER", "Admission", "Api", "ChangeListener", "User"]
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated identity (``user.Info`` in Kubernetes)."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SYSTEM_USER = User("system:apiserver", ("system:masters", "system:authenticated"))
+
+# (event type "ADDED" | "MODIFIED" | "DELETED", resource type, object after the change)
+ChangeListener = Callable[[str, ResourceType, dict[str, Any]], None]
+
+# Admission plugin: (api, resource type, operation "CREATE" | "UPDATE", object, old object or
+# None, user) -> None; mutates the object in place or raises ApiError to reject.
+Admission = Callable[["Api", ResourceType, str, dict[str, Any], dict[str, Any] | None, User], None]
+
+
+EVENTS = require("", "v1", "events")
+GENERATION_KINDS = frozenset({"Job", "Deployment", "PodDisruptionBudget", "NetworkPolicy"})
+# batch/v1 Jobs keep their pods unless told otherwise: the API server's legacy default.
+ORPHAN_BY_DEFAULT = frozenset({"Job"})
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _random_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(length))
+
+
+def _deletion_finished(obj: dict[str, Any]) -> bool:
+    """Whether an object being deleted can leave storage now.
+
+    It can once its grace period is over (the kubelet ends a pod's with a zero-grace
+    delete) and every finalizer -- metadata's, and a namespace's spec.finalizers -- is gone.
+    """
+    meta = obj["metadata"]
+    if "deletionTimestamp" not in meta or meta.get("finalizers"):
+        return False
+    if obj.get("kind") == "Namespace" and obj.get("spec", {}).get("finalizers"):
+        return False
+    return not meta.get("deletionGracePeriodSeconds")
+
+
+class Api:
+    """Validation, defaulting, admission and storage behind one set of verbs."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self.admission: list[Admission] = []
+        self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.store.get(rt, namespace, name)
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        return self.store.list(rt, namespace, self.matcher(rt, label_selector, field_selector))
+
+    @staticmethod
+    def matcher(
+        rt: ResourceType, label_selector: str | None, field_selector: str | None
+    ) -> Callable[[dict[str, Any]], bool]:
+        """One predicate for list and watch, so both filter identically."""
+        labels = selectors.parse_label_selector(label_selector or "")
+        fields = selectors.parse_field_selector(rt.kind, field_selector or "")
+
+        def matches(obj: dict[str, Any]) -> bool:
+            return labels.matches(obj["metadata"].get("labels") or {}) and fields.matches(obj)
+
+        return matches
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call ``listener`` after every change; it receives a shared copy it must not mutate."""
+        self.store.add_listener(lambda change: listener(change.type, change.rt, change.obj))
+
+    # -- writes --------------------------------------------------------------------------
+    def create(
+        self, rt: ResourceType, obj: dict[str, Any], *, user: User = SYSTEM_USER,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if not rt.namespaced:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{_random_suffix()}"
+        for server_owned in ("uid", "resourceVersion", "deletionTimestamp", "generation",
+                             "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(server_owned, None)
+        uid = str(uuid.uuid4())
+        defaults.apply_defaults(rt, obj)
+        if rt.kind == "Job":
+            defaults.default_job_selector(obj, uid)
+        validation.validate(rt, obj)
+        for plugin in self.admission:
+            plugin(self, rt, "CREATE", obj, None, user)
+        meta["uid"] = uid
+        meta["creationTimestamp"] = clock.rfc3339()
+        if rt.kind in GENERATION_KINDS:
+            meta["generation"] = 1
+        if dry_run:
+            return obj
+        return self.store.put_new(rt, obj)
+
+    def update(
+        self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None,
+        user: User = SYSTEM_USER, dry_run: bool = False,
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name", "")
+        old = self.store.get(rt, meta.get("namespace") if rt.namespaced else None, name)
+        wanted_rv = meta.get("resourceVersion")
+        if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(
+                rt.plural, rt.group, name,
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
+        new = self._merge_update(rt, old, obj, subresource)
+        validation.validate(rt, new, old=old)
+        if subresource != "status":
+            for plugin in self.admission:
+                plugin(self, rt, "UPDATE", new, old, user)
+        if new == old or dry_run:
+            return new
+        if _deletion_finished(new):
+            return self.store.remove(rt, new["metadata"].get("namespace"), name)
+        return self.store.replace(rt, new)
+
+    @staticmethod
+    def _merge_update(
+        rt: ResourceType, old: dict[str, Any], obj: dict[str, Any], subresource: str | None
+    ) -> dict[str, Any]:
+        """Apply the parts of ``obj`` a client may change through this (sub)resource."""
+        if subresource == "status":
+            new = copy.deepcopy(old)
+            new["status"] = obj.get("status", {})
+            return new
+        new = obj
+        new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+        meta, old_meta = new["metadata"], old["metadata"]
+        for server_owned in ("uid", "creationTimestamp", "deletionTimestamp",
+                             "deletionGracePeriodSeconds", "generation", "namespace"):
+            if server_owned in old_meta:
+                meta[server_owned] = old_meta[server_owned]
+            else:
+                meta.pop(server_owned, None)
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        if "status" in rt.subresources:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        if rt.kind in GENERATION_KINDS and new.get("spec") != old.get("spec"):
+            meta["generation"] = old_meta.get("generation", 1) + 1
+        return new
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        preconditions: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete as the API server does: graceful for pods, finalizers for propagation.
+
+        Returns the object: removed from storage, or still present with a deletionTimestamp
+        while its grace period runs or its finalizers are pending.
+        """
+        obj = self.store.get(rt, namespace, name)
+        meta = obj["metadata"]
+        self._check_preconditions(rt, obj, preconditions or {})
+        policy = propagation_policy or ("Orphan" if rt.kind in ORPHAN_BY_DEFAULT else "Background")
+        if policy not in ("Foreground", "Background", "Orphan"):
+            raise errors.invalid(
+                "DeleteOptions", "", "",
+                [{"field": "propagationPolicy", "reason": "FieldValueNotSupported",
+                  "message": f'Unsupported value: "{policy}": supported values: '
+                             '"Foreground", "Background", "Orphan"'}],
+            )
+        grace = self._grace_period(obj, grace_period_seconds)
+        finalizers: list[str] = list(meta.get("finalizers") or [])
+        wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(policy)
+        if "deletionTimestamp" not in meta or wanted:
+            finalizers = [f for f in finalizers if f not in ("foregroundDeletion", "orphan")]
+            if wanted:
+                finalizers.append(wanted)
+        if finalizers:
+            meta["finalizers"] = finalizers
+        else:
+            meta.pop("finalizers", None)
+        previous_grace = meta.get("deletionGracePeriodSeconds")
+        if previous_grace is None or grace < previous_grace:
+            meta["deletionGracePeriodSeconds"] = grace
+        meta.setdefault("deletionTimestamp", clock.rfc3339(
+            clock.now() + timedelta(seconds=meta["deletionGracePeriodSeconds"])))
+        if dry_run:
+            return obj
+        if _deletion_finished(obj):
+            return self.store.remove(rt, namespace, name)
+        return self.store.replace(rt, obj)
+
+    @staticmethod
+    def _check_preconditions(
+        rt: ResourceType, obj: dict[str, Any], preconditions: dict[str, str]
+    ) -> None:
+        meta = obj["metadata"]
+        for field_name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            wanted = preconditions.get(field_name)
+            if wanted and wanted != meta.get(field_name):
+                raise errors.conflict(
+                    rt.plural, rt.group, meta["name"],
+                    f"Precondition failed: {label} in precondition: {wanted}, "
+                    f"{label} in object meta: {meta.get(field_name)}",
+                )
+
+    @staticmethod
+    def _grace_period(obj: dict[str, Any], requested: int | None) -> int:
+        """Pods wait for the kubelet; an unscheduled or finished pod goes at once."""
+        if obj["kind"] != "Pod":
+            return 0
+        spec, phase = obj.get("spec", {}), obj.get("status", {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return 0
+        if requested is not None:
+            return max(requested, 0)
+        return int(spec.get("terminationGracePeriodSeconds", 30))
+
+    # -- events --------------------------------------------------------------------------
+    def record_event(
+        self, obj: dict[str, Any], type_: str, reason: str, message: str, component: str
+    ) -> dict[str, Any]:
+        """Record a core/v1 Event, folding repeats into ``count`` as the event recorder does."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        key = (meta.get("uid", ""), type_, reason, message, component)
+        stamp = clock.rfc3339()
+        known = self._event_index.get(key)
+        if known is not None and self.store.exists(EVENTS, *known):
+            event = self.store.get(EVENTS, *known)
+            event["count"] = event.get("count", 1) + 1
+            event["lastTimestamp"] = stamp
+            return self.store.replace(EVENTS, event)
+        name = f"{meta['name']}.{secrets.token_hex(8)}"
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": stamp},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", "v1"),
+                "kind": obj.get("kind", ""),
+                "name": meta["name"],
+                "namespace": meta.get("namespace", ""),
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }
+        if not event["involvedObject"]["namespace"]:
+            del event["involvedObject"]["namespace"]
+        self._event_index[key] = (namespace, name)
+        return self.store.put_new(EVENTS, event)
+

@@ -1,0 +1,439 @@
+"""The HTTP face of the devcluster: routing, content negotiation, watch streaming.
+
+This module only translates HTTP to :class:`~sandboxkit.devcluster.api.Api` calls and back.
+Who the caller is, whether they may act, and how pods are reached are injected through
+:class:`Services`, so the wire format lives in one place and each policy in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import errors, patch, resources, tables
+from .api import Api, User
+from .requestinfo import RequestInfo, parse_request
+from .resources import ResourceType
+
+__all__ = ["MAX_REQUEST_BYTES", "Services", "build_app"]
+
+# The API server refuses request bodies over 3 MiB.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-sandboxkit-devcluster",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+_JSON = "application/json"
+_TRUE = ("true", "1")
+
+
+@dataclass
+class Services:
+    """The policies the HTTP layer delegates to.
+
+    ``authenticate`` and ``authorize`` raise :class:`errors.ApiError` (401/403);
+    ``review`` answers the create-only authorization/authentication review kinds;
+    ``connect`` serves ``pods/exec`` and ``pods/log``; ``token`` answers TokenRequests.
+    """
+
+    api: Api
+    authenticate: Callable[[web.Request], User]
+    authorize: Callable[[User, RequestInfo], None]
+    review: Callable[[ResourceType, dict[str, Any], User], dict[str, Any]]
+    token: Callable[[str, str, dict[str, Any]], dict[str, Any]]
+    connect: Callable[[web.Request, RequestInfo, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type=_JSON
+    )
+
+
+def _status_success(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": meta["name"], "group": rt.group, "kind": rt.plural,
+                    "uid": meta.get("uid", "")},
+    }
+
+
+def _list_item(obj: dict[str, Any]) -> dict[str, Any]:
+    """List items omit apiVersion and kind, as the API server serializes typed lists."""
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+class Handler:
+    """Request handlers bound to one cluster's services."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.api = services.api
+
+    # -- plumbing ------------------------------------------------------------------------
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.ApiError as exc:
+            return _json(exc.status(), exc.code)
+        except web.HTTPRequestEntityTooLarge:
+            return _json(errors.too_large().status(), 413)
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
+            raise errors.too_large()
+        raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise errors.too_large()
+        return self._decode(raw, request.content_type)
+
+    @staticmethod
+    def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
+        try:
+            body = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(
+                f"the object provided is unrecognized or could not be decoded: {exc}"
+            ) from None
+        if not isinstance(body, dict):
+            raise errors.bad_request("Object 'Kind' is missing in the request body")
+        return body
+
+    # -- entry point ---------------------------------------------------------------------
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        info = parse_request(request.method, request.path, request.query)
+        user = self.services.authenticate(request)
+        self.services.authorize(user, info)
+        if not info.is_resource_request:
+            return self._non_resource(request.path)
+        rt = resources.lookup(info.group, info.version, info.resource)
+        if rt is None:
+            raise errors.no_route()
+        if info.namespace and not rt.namespaced and info.resource != "namespaces":
+            raise errors.no_route()
+        if info.subresource and info.subresource not in rt.subresources:
+            raise errors.no_route()
+        namespace = info.namespace if rt.namespaced else None
+        method = request.method
+        if info.subresource in ("exec", "attach", "log"):
+            pod = self.api.get(rt, namespace, info.name)
+            return await self.services.connect(request, info, pod)
+        if info.subresource == "token" and method == "POST":
+            body = await self._body(request)
+            self.api.get(rt, namespace, info.name)
+            return _json(self.services.token(namespace or "", info.name, body), 201)
+        if rt.ephemeral:
+            if method != "POST":
+                raise errors.method_not_allowed()
+            body = await self._body(request)
+            return _json(self.services.review(rt, body, user), 201)
+        if info.verb == "watch":
+            return await self._watch(request, rt, namespace, info.name)
+        if info.verb == "list":
+            return self._list(request, rt, namespace)
+        if info.verb == "get":
+            obj = self.api.get(rt, namespace, info.name)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(tables.to_table(rt, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(obj)
+        if info.verb == "create":
+            return await self._create(request, rt, namespace, user, info)
+        if info.verb == "update":
+            return await self._update(request, rt, namespace, info, user)
+        if info.verb == "patch":
+            return await self._patch(request, rt, namespace, info, user)
+        if info.verb == "delete":
+            return await self._delete(request, rt, namespace, info.name)
+        if info.verb == "deletecollection":
+            return await self._delete_collection(request, rt, namespace)
+        raise errors.method_not_allowed()
+
+    def _non_resource(self, path: str) -> web.StreamResponse:
+        path = path.rstrip("/") or "/"
+        if path == "/version":
+            return _json(SERVER_VERSION)
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok", content_type="text/plain")
+        if path == "/api":
+            return _json({
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}
+                ],
+            })
+        if path == "/apis":
+            return _json(resources.api_groups())
+        parts = path.strip("/").split("/")
+        listing = None
+        if parts[0] == "api" and len(parts) == 2:
+            listing = resources.resource_list("", parts[1])
+        elif parts[0] == "apis" and len(parts) == 3:
+            listing = resources.resource_list(parts[1], parts[2])
+        elif parts[0] == "apis" and len(parts) == 2:
+            for group in resources.api_groups()["groups"]:
+                if group["name"] == parts[1]:
+                    return _json({"kind": "APIGroup", "apiVersion": "v1", **group})
+        if listing is not None:
+            return _json(listing)
+        raise errors.no_route()
+
+    # -- reads ---------------------------------------------------------------------------
+    def _list(self, request: web.Request, rt: ResourceType, namespace: str | None) -> web.Response:
+        items, rv = self.api.list(
+            rt, namespace, request.query.get("labelSelector"), request.query.get("fieldSelector")
+        )
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return _json(tables.to_table(rt, items, rv))
+        return _json({
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": rv},
+            "items": [_list_item(item) for item in items],
+        })
+
+    async def _watch(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, name: str
+    ) -> web.StreamResponse:
+        field_selector = request.query.get("fieldSelector")
+        if name:
+            by_name = f"metadata.name={name}"
+            field_selector = f"{field_selector},{by_name}" if field_selector else by_name
+        matches = self.api.matcher(rt, request.query.get("labelSelector"), field_selector)
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        timeout = float(request.query.get("timeoutSeconds") or 1800)
+        response = web.StreamResponse(headers={"Content-Type": _JSON})
+        response.enable_chunked_encoding()
+        try:
+            watch = self.api.store.watch(rt, namespace, request.query.get("resourceVersion"),
+                                         matches)
+        except errors.ApiError as exc:
+            if exc.code != 410:
+                raise
+            await response.prepare(request)
+            await self._send_event(response, "ERROR", exc.status())
+            return response
+        await response.prepare(request)
+        try:
+            async for type_, obj in self._events(watch.queue, timeout):
+                if as_table:
+                    obj = tables.to_table(rt, [obj], obj["metadata"].get("resourceVersion", ""))
+                await self._send_event(response, type_, obj)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.api.store.stop_watch(watch)
+        return response
+
+    @staticmethod
+    async def _events(
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None], timeout: float
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                return
+            if item is None:
+                return
+            yield item
+
+    @staticmethod
+    async def _send_event(response: web.StreamResponse, type_: str, obj: dict[str, Any]) -> None:
+        line = json.dumps({"type": type_, "object": obj}, separators=(",", ":")) + "\n"
+        await response.write(line.encode())
+
+    # -- writes --------------------------------------------------------------------------
+    @staticmethod
+    def _dry_run(request: web.Request) -> bool:
+        return request.query.get("dryRun") == "All"
+
+    @staticmethod
+    def _check_namespace(rt: ResourceType, body: dict[str, Any], namespace: str | None) -> None:
+        meta = body.setdefault("metadata", {}) if isinstance(body.get("metadata"), dict) else None
+        if meta is None:
+            raise errors.bad_request("metadata must be an object")
+        if rt.namespaced:
+            given = meta.get("namespace")
+            if given and given != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request"
+                )
+            meta["namespace"] = namespace
+
+    def _check_kind(self, rt: ResourceType, body: dict[str, Any]) -> None:
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        if (kind and kind != rt.kind) or (api_version and api_version != rt.api_version):
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({rt.api_version})" if api_version != rt.api_version else
+                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+
+    async def _create(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, user: User,
+        info: RequestInfo,
+    ) -> web.Response:
+        if info.name and not info.subresource:
+            raise errors.method_not_allowed()
+        body = await self._body(request)
+        self._check_kind(rt, body)
+        self._check_namespace(rt, body, namespace)
+        created = self.api.create(rt, body, user=user, dry_run=self._dry_run(request))
+        return _json(created, 201)
+
+    async def _update(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, info: RequestInfo,
+        user: User,
+    ) -> web.Response:
+        body = await self._body(request)
+        self._check_kind(rt, body)
+        self._check_namespace(rt, body, namespace)
+        given = body["metadata"].get("name")
+        if given != info.name:
+            raise errors.bad_request(
+                f"the name of the object ({given}) does not match the name on the URL "
+                f"({info.name})"
+            )
+        updated = self.api.update(rt, body, subresource=info.subresource or None, user=user,
+                                  dry_run=self._dry_run(request))
+        return _json(updated)
+
+    async def _patch(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, info: RequestInfo,
+        user: User,
+    ) -> web.Response:
+        if request.content_length and request.content_length > MAX_REQUEST_BYTES:
+            raise errors.too_large()
+        raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise errors.too_large()
+        content_type = request.content_type
+        dry_run = self._dry_run(request)
+        if content_type == "application/apply-patch+yaml":
+            applied = self._decode(raw, "yaml")
+            self._check_namespace(rt, applied, namespace)
+            manager = request.query.get("fieldManager", "")
+            if not manager:
+                raise errors.bad_request(
+                    "PATCH, application/apply-patch+yaml requires fieldManager to be set"
+                )
+            force = request.query.get("force", "") in _TRUE
+            try:
+                current: dict[str, Any] | None = self.api.get(rt, namespace, info.name)
+            except errors.ApiError as exc:
+                if exc.code != 404:
+                    raise
+                current = None
+            merged = patch.server_side_apply(current, applied, manager, force)
+            if current is None:
+                merged["metadata"]["name"] = info.name
+                return _json(self.api.create(rt, merged, user=user, dry_run=dry_run), 201)
+            return _json(self.api.update(rt, merged, subresource=info.subresource or None,
+                                         user=user, dry_run=dry_run))
+        current = self.api.get(rt, namespace, info.name)
+        patched = patch.apply_patch(content_type, current, raw, rt.kind)
+        if patched["metadata"].get("resourceVersion") == current["metadata"]["resourceVersion"]:
+            # A patch applies to the latest version unless it names another one.
+            patched["metadata"].pop("resourceVersion", None)
+        patched["metadata"]["name"] = info.name
+        if rt.namespaced:
+            patched["metadata"]["namespace"] = namespace
+        return _json(self.api.update(rt, patched, subresource=info.subresource or None, user=user,
+                                     dry_run=dry_run))
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if request.can_read_body:
+            raw = await request.read()
+            if raw.strip():
+                options = self._decode(raw, request.content_type)
+        query = request.query
+        if "propagationPolicy" in query:
+            options["propagationPolicy"] = query["propagationPolicy"]
+        if "gracePeriodSeconds" in query:
+            options["gracePeriodSeconds"] = query["gracePeriodSeconds"]
+        if query.get("orphanDependents") in _TRUE and "propagationPolicy" not in options:
+            options["propagationPolicy"] = "Orphan"
+        if options.get("orphanDependents") is True and "propagationPolicy" not in options:
+            options["propagationPolicy"] = "Orphan"
+        if "gracePeriodSeconds" in options and options["gracePeriodSeconds"] is not None:
+            try:
+                options["gracePeriodSeconds"] = int(options["gracePeriodSeconds"])
+            except (TypeError, ValueError):
+                raise errors.bad_request("gracePeriodSeconds must be an integer") from None
+        if query.get("dryRun") == "All" or options.get("dryRun") == ["All"]:
+            options["dryRun"] = True
+        return options
+
+    def _delete_one(
+        self, rt: ResourceType, namespace: str | None, name: str, options: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        obj = self.api.delete(
+            rt, namespace, name,
+            propagation_policy=options.get("propagationPolicy"),
+            grace_period_seconds=options.get("gracePeriodSeconds"),
+            preconditions=options.get("preconditions"),
+            dry_run=bool(options.get("dryRun")),
+        )
+        still_there = self.api.store.exists(rt, namespace, name)
+        if still_there:
+            return 202, obj
+        return 200, obj if rt.kind == "Pod" else _status_success(rt, obj)
+
+    async def _delete(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, name: str
+    ) -> web.Response:
+        options = await self._delete_options(request)
+        code, body = self._delete_one(rt, namespace, name, options)
+        return _json(body, code)
+
+    async def _delete_collection(
+        self, request: web.Request, rt: ResourceType, namespace: str | None
+    ) -> web.Response:
+        options = await self._delete_options(request)
+        items, rv = self.api.list(rt, namespace, request.query.get("labelSelector"),
+                                  request.query.get("fieldSelector"))
+        deleted = []
+        for item in items:
+            meta = item["metadata"]
+            try:
+                _, body = self._delete_one(rt, meta.get("namespace"), meta["name"], options)
+            except errors.ApiError as exc:
+                if exc.code != 404:
+                    raise
+                continue
+            deleted.append(_list_item(body if body.get("kind") != "Status" else item))
+        return _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                      "metadata": {"resourceVersion": rv}, "items": deleted})
+
+
+def build_app(services: Services) -> web.Application:
+    """The aiohttp application; every path goes through one dispatcher."""
+    handler = Handler(services)
+    app = web.Application(middlewares=[handler.middleware], client_max_size=MAX_REQUEST_BYTES + 1)
+    app.router.add_route("*", "/{tail:.*}", handler.dispatch)
+    return app
