@@ -45,6 +45,7 @@ Admission = Callable[["Api", ResourceType, str, dict[str, Any], dict[str, Any] |
 
 
 EVENTS = require("", "v1", "events")
+PODS = require("", "v1", "pods")
 GENERATION_KINDS = frozenset({"Job", "Deployment", "PodDisruptionBudget", "NetworkPolicy"})
 # batch/v1 Jobs keep their pods unless told otherwise: the API server's legacy default.
 ORPHAN_BY_DEFAULT = frozenset({"Job"})
@@ -124,15 +125,15 @@ class Api:
         for server_owned in ("uid", "resourceVersion", "deletionTimestamp", "generation",
                              "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(server_owned, None)
-        uid = str(uuid.uuid4())
+        # Decoding defaults, then validation, then admission, as the API server orders them.
         defaults.apply_defaults(rt, obj)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = clock.rfc3339()
         if rt.kind == "Job":
-            defaults.default_job_selector(obj, uid)
+            defaults.default_job_selector(obj, meta["uid"])
         validation.validate(rt, obj)
         for plugin in self.admission:
             plugin(self, rt, "CREATE", obj, None, user)
-        meta["uid"] = uid
-        meta["creationTimestamp"] = clock.rfc3339()
         if rt.kind in GENERATION_KINDS:
             meta["generation"] = 1
         if dry_run:
@@ -164,6 +165,34 @@ class Api:
         if _deletion_finished(new):
             return self.store.remove(rt, new["metadata"].get("namespace"), name)
         return self.store.replace(rt, new)
+
+    def bind(
+        self, namespace: str, name: str, node_name: str, *, uid: str | None = None
+    ) -> dict[str, Any]:
+        """``pods/binding``: assign a node once, and record the pod as scheduled.
+
+        The only way a pod's ``spec.nodeName`` changes after creation, as in Kubernetes;
+        binding a pod that already has a node is a 409.
+        """
+        pod = self.store.get(PODS, namespace, name)
+        meta, spec = pod["metadata"], pod["spec"]
+        if uid and meta["uid"] != uid:
+            raise errors.conflict("pods", "", name, "the UID in the binding does not match")
+        if meta.get("deletionTimestamp"):
+            raise errors.conflict("pods", "", name, "pod is being deleted, cannot be assigned")
+        if spec.get("nodeName"):
+            raise errors.conflict(
+                "pods", "", name, f"pod {name} is already assigned to node \"{spec['nodeName']}\""
+            )
+        spec["nodeName"] = node_name
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c["type"] != "PodScheduled"]
+        status["conditions"] = [
+            {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+             "lastTransitionTime": clock.rfc3339()},
+            *conditions,
+        ]
+        return self.store.replace(PODS, pod)
 
     @staticmethod
     def _merge_update(

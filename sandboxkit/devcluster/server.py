@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import errors, patch, resources, tables
+from . import errors, openapi, patch, resources, tables
 from .api import Api, User
 from .requestinfo import RequestInfo, parse_request
 from .resources import ResourceType
@@ -143,6 +143,17 @@ class Handler:
             body = await self._body(request)
             self.api.get(rt, namespace, info.name)
             return _json(self.services.token(namespace or "", info.name, body), 201)
+        if info.subresource == "binding" and method == "POST":
+            body = await self._body(request)
+            target = (body.get("target") or {}).get("name", "")
+            if not target:
+                raise errors.invalid("Binding", "", info.name, [{
+                    "field": "target.name", "reason": "FieldValueRequired",
+                    "message": "Required value"}])
+            uid = (body.get("metadata") or {}).get("uid")
+            self.api.bind(namespace or "", info.name, target, uid=uid)
+            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                          "status": "Success", "code": 201}, 201)
         if rt.ephemeral:
             if method != "POST":
                 raise errors.method_not_allowed()
@@ -185,6 +196,15 @@ class Handler:
             })
         if path == "/apis":
             return _json(resources.api_groups())
+        if path == "/openapi/v3":
+            return _json(openapi.index())
+        if path.startswith("/openapi/v3/"):
+            parts = path.split("/")[3:]
+            gv = ("", parts[1]) if parts[0] == "api" and len(parts) == 2 else (
+                (parts[1], parts[2]) if parts[0] == "apis" and len(parts) == 3 else None)
+            document = openapi.group_version_document(*gv) if gv else None
+            if document is not None:
+                return _json(document)
         parts = path.strip("/").split("/")
         listing = None
         if parts[0] == "api" and len(parts) == 2:

@@ -1,0 +1,332 @@
+"""The kubelet against a minimal in-test Api and the real runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxkit.devcluster import errors
+from sandboxkit.devcluster.images import ImageTable
+from sandboxkit.devcluster.kubelet import Kubelet, expand, go_duration, qos_class
+from sandboxkit.devcluster.podlogs import LogOptions
+from sandboxkit.devcluster.resources import ResourceType, lookup
+from sandboxkit.devcluster.runtime import ContainerRuntime
+
+PODS = lookup("", "v1", "pods")
+assert PODS is not None
+
+
+class FakeApi:
+    """Just enough of Api: a dict store, change listeners, events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.listeners: list[Callable[[str, ResourceType, dict[str, Any]], None]] = []
+        self.events: list[tuple[str, str, str, str]] = []
+        self.rv = 0
+        self.final_deletes: list[str] = []
+
+    def _notify(self, kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, rt, copy.deepcopy(obj))
+
+    def subscribe(self, listener: Callable[[str, ResourceType, dict[str, Any]], None]) -> None:
+        self.listeners.append(listener)
+
+    def get(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
+        try:
+            return copy.deepcopy(self.objects[(rt.plural, ns, name)])
+        except KeyError:
+            raise errors.not_found(rt.plural, rt.group, name) from None
+
+    def list(self, rt: ResourceType, *_: Any) -> tuple[list[dict[str, Any]], str]:
+        return [copy.deepcopy(o) for k, o in self.objects.items() if k[0] == rt.plural], "1"
+
+    def create(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        self.rv += 1
+        meta = obj["metadata"]
+        meta.setdefault("namespace", "default")
+        meta.update(uid=f"uid-{meta['name']}-{self.rv}", resourceVersion=str(self.rv))
+        self.objects[(rt.plural, meta["namespace"], meta["name"])] = obj
+        self._notify("ADDED", rt, obj)
+        return obj
+
+    def update(self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None
+               ) -> dict[str, Any]:
+        key = (rt.plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        assert subresource == "status"
+        current = self.objects[key]
+        if obj["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt.plural, rt.group, key[2], "stale")
+        self.rv += 1
+        current = {**current, "status": copy.deepcopy(obj["status"])}
+        current["metadata"] = {**current["metadata"], "resourceVersion": str(self.rv)}
+        self.objects[key] = current
+        self._notify("MODIFIED", rt, current)
+        return copy.deepcopy(current)
+
+    def delete(self, rt: ResourceType, ns: str, name: str, *,
+               grace_period_seconds: int | None = None) -> dict[str, Any]:
+        key = (rt.plural, ns, name)
+        obj = self.objects[key]
+        if grace_period_seconds == 0 or obj.get("status", {}).get("phase") in (
+                "Succeeded", "Failed"):
+            del self.objects[key]
+            self.final_deletes.append(name)
+            self._notify("DELETED", rt, obj)
+            return obj
+        grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
+        if grace_period_seconds is not None:
+            grace = grace_period_seconds
+        obj["metadata"].update(deletionTimestamp="2030-01-01T00:00:00Z",
+                               deletionGracePeriodSeconds=grace)
+        self._notify("MODIFIED", rt, obj)
+        return obj
+
+    def record_event(self, obj: dict[str, Any], type_: str, reason: str, message: str,
+                     component: str) -> None:
+        assert component == "kubelet"
+        self.events.append((obj["metadata"]["name"], type_, reason, message))
+
+    def reasons(self, pod: str) -> list[str]:
+        return [e[2] for e in self.events if e[0] == pod]
+
+
+def pod(name: str, command: list[str] | None, image: str = "busybox:1.36",
+        policy: str = "Never", **spec: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "image": image}
+    if command is not None:
+        container["command"] = command
+    container.update(spec.pop("container", {}))
+    return {"metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": "devcluster-node", "restartPolicy": policy,
+                     "terminationGracePeriodSeconds": 1, "containers": [container], **spec}}
+
+
+Scenario = Callable[[FakeApi, Kubelet], Awaitable[None]]
+
+
+def run(tmp_path: Path, scenario: Scenario) -> None:
+    async def main() -> None:
+        api = FakeApi()
+        runtime = ContainerRuntime(tmp_path / "node")
+        kubelet = Kubelet(api, runtime, ImageTable(), image_backoff=0.4,  # type: ignore[arg-type]
+                          crash_backoff=0.3, api_port=6443)
+        kubelet.start()
+        try:
+            await asyncio.wait_for(scenario(api, kubelet), 30)
+        finally:
+            await kubelet.stop()
+            await runtime.shutdown()
+
+    asyncio.run(main())
+
+
+async def until(api: FakeApi, name: str, check: Callable[[dict[str, Any]], bool],
+                timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = api.get(PODS, "default", name)
+        if check(obj):
+            return obj
+        assert time.monotonic() < deadline, f"{name}: {obj.get('status')}"
+        await asyncio.sleep(0.05)
+
+
+def phase(p: dict[str, Any]) -> str | None:
+    return p.get("status", {}).get("phase")
+
+
+def state(p: dict[str, Any]) -> dict[str, Any]:
+    return p["status"]["containerStatuses"][0]["state"]
+
+
+def test_pod_runs_to_completion(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("ok", ["sh", "-c", 'echo "$POD_NAME $HOSTNAME '
+                                              '$KUBERNETES_SERVICE_PORT"'],
+                             container={"env": [{"name": "POD_NAME", "valueFrom": {
+                                 "fieldRef": {"fieldPath": "metadata.name"}}}]}))
+        done = await until(api, "ok", lambda p: phase(p) == "Succeeded")
+        term = state(done)["terminated"]
+        assert (term["exitCode"], term["reason"]) == (0, "Completed")
+        cs = done["status"]["containerStatuses"][0]
+        assert cs["image"] == "docker.io/library/busybox:1.36"
+        assert cs["imageID"].startswith("docker.io/library/busybox@sha256:")
+        assert cs["containerID"].startswith("containerd://")
+        status = done["status"]
+        assert (status["podIP"], status["hostIP"], status["qosClass"]) == (
+            "127.0.0.1", "127.0.0.1", "BestEffort")
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["Ready"]["reason"] == "PodCompleted"
+        assert conditions["PodScheduled"]["status"] == "True"
+        assert api.reasons("ok") == ["Pulling", "Pulled", "Created", "Started"]
+        assert any(e[3].startswith('Successfully pulled image "busybox:1.36" in ')
+                   for e in api.events)
+        chunks = [c async for c in kubelet.stream_logs(done, "main", LogOptions())]
+        assert b"".join(chunks) == b"ok ok 6443\n"
+
+    run(tmp_path, scenario)
+
+
+def test_running_pod_exec_and_graceful_deletion(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("idle", ["sh", "-c", "echo ready > /tmp/flag; exec sleep 60"],
+                             policy="Always"))
+        running = await until(api, "idle", lambda p: phase(p) == "Running")
+        assert "running" in state(running)
+        assert all(c["status"] == "True" for c in running["status"]["conditions"])
+        await asyncio.sleep(0.2)
+        proc = await kubelet.exec_in(running, "main", ["cat", "/tmp/flag"])
+        assert (await proc.communicate())[0] == b"ready\n"
+
+        with pytest.raises(errors.ApiError) as exc:
+            await kubelet.exec_in(running, "other", ["true"])
+        assert (exc.value.code, exc.value.message) == (
+            400, "container other is not valid for pod idle")
+        with pytest.raises(errors.ApiError) as exc:
+            await kubelet.exec_in(running, "main", ["no-such-cmd"])
+        assert exc.value.code == 500
+        assert 'exec: "no-such-cmd": executable file not found in $PATH' in exc.value.message
+
+        api.delete(PODS, "default", "idle")
+        deadline = time.monotonic() + 10
+        while "idle" not in api.final_deletes:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert "Killing" in api.reasons("idle")
+        assert ("idle", "Normal", "Killing", "Stopping container main") in api.events
+        assert not (tmp_path / "node" / running["metadata"]["uid"]).exists()
+
+    run(tmp_path, scenario)
+
+
+def test_image_pull_failure_backs_off(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("img", ["true"], image="doesnotexist/image"))
+        pulled = await until(api, "img", lambda p: "ErrImagePull" in str(p.get("status")))
+        waiting = state(pulled)["waiting"]
+        assert waiting["message"].startswith(
+            'rpc error: code = NotFound desc = failed to pull and unpack image '
+            '"docker.io/doesnotexist/image:latest"')
+        backoff = await until(api, "img", lambda p: "ImagePullBackOff" in str(p.get("status")))
+        assert state(backoff)["waiting"] == {
+            "reason": "ImagePullBackOff", "message": 'Back-off pulling image "doesnotexist/image"'}
+        assert phase(backoff) == "Pending"
+        await asyncio.sleep(1.0)
+        assert api.reasons("img").count("Pulling") >= 2  # it keeps retrying
+        assert ("img", "Warning", "Failed", "Error: ErrImagePull") in api.events
+        assert ("img", "Normal", "BackOff", 'Back-off pulling image "doesnotexist/image"'
+                ) in api.events
+        with pytest.raises(errors.ApiError) as exc:
+            kubelet.log_path(backoff, "main")
+        assert exc.value.message.startswith('container "main" in pod "img" is waiting to start')
+
+    run(tmp_path, scenario)
+
+
+def test_invalid_image_and_missing_command(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("inv", ["true"], image="busybox:"))
+        api.create(PODS, pod("nf", ["no-such-binary"]))
+        api.create(PODS, pod("nocmd", None))
+        inv = await until(api, "inv", lambda p: "InvalidImageName" in str(p.get("status")))
+        assert state(inv)["waiting"]["message"] == (
+            'Failed to apply default image tag "busybox:": couldn\'t parse image name '
+            '"busybox:": invalid reference format')
+        assert api.reasons("inv") == ["InspectFailed", "Failed"]
+        nf = await until(api, "nf", lambda p: phase(p) == "Failed")
+        term = state(nf)["terminated"]
+        assert (term["exitCode"], term["reason"]) == (128, "StartError")
+        assert term["message"].endswith(
+            'exec: "no-such-binary": executable file not found in $PATH: unknown')
+        nocmd = await until(api, "nocmd", lambda p: "CreateContainerError" in str(p.get("status")))
+        assert "no image entrypoint" in state(nocmd)["waiting"]["message"]
+
+    run(tmp_path, scenario)
+
+
+def test_crash_loop_and_previous_logs(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("crash", ["sh", "-c", "echo run; exit 2"], policy="Always"))
+        looping = await until(api, "crash", lambda p: "CrashLoopBackOff" in str(p.get("status")))
+        cs = looping["status"]["containerStatuses"][0]
+        assert cs["restartCount"] >= 1
+        assert cs["lastState"]["terminated"]["exitCode"] == 2
+        assert cs["state"]["waiting"]["message"].startswith("back-off 300ms restarting failed "
+                                                            "container=main pod=crash_default(")
+        assert phase(looping) == "Running"
+        assert "BackOff" in api.reasons("crash")
+        previous = kubelet.log_path(looping, "main", previous=True)
+        assert previous is not None and previous.read_bytes().endswith(b" stdout F run\n")
+
+    run(tmp_path, scenario)
+
+
+def test_active_deadline_and_config_errors(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        api.create(PODS, pod("dl", ["sleep", "60"], activeDeadlineSeconds=1))
+        env = [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
+               {"name": "B", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "b"}}},
+               {"name": "C", "value": "$(A)-$(B)-$(NOPE)"}]
+        api.create(PODS, pod("cfg", ["sh", "-c", 'echo "$C"'], container={"env": env}))
+        missing = await until(api, "cfg", lambda p: "CreateContainerConfigError" in str(
+            p.get("status")))
+        assert state(missing)["waiting"]["message"] == 'configmap "cfg" not found'
+        cm = lookup("", "v1", "configmaps")
+        secret = lookup("", "v1", "secrets")
+        assert cm is not None and secret is not None
+        api.create(cm, {"metadata": {"name": "cfg"}, "data": {"a": "x"}})
+        api.create(secret, {"metadata": {"name": "sec"},
+                            "data": {"b": base64.b64encode(b"y").decode()}})
+        done = await until(api, "cfg", lambda p: phase(p) == "Succeeded")
+        out = b"".join([c async for c in kubelet.stream_logs(done, None, LogOptions())])
+        assert out == b"x-y-$(NOPE)\n"
+
+        failed = await until(api, "dl", lambda p: phase(p) == "Failed")
+        assert failed["status"]["reason"] == "DeadlineExceeded"
+        assert "DeadlineExceeded" in api.reasons("dl")
+
+    run(tmp_path, scenario)
+
+
+def test_helpers() -> None:
+    assert expand("$(A) $$(A) $(B) $x", {"A": "1"}) == "1 $(A) $(B) $x"
+    assert [go_duration(s) for s in (0, 0.012, 1.5, 10, 80, 300)] == [
+        "0s", "12ms", "1.5s", "10s", "1m20s", "5m0s"]
+    res = {"cpu": "1", "memory": "2Gi"}
+    guaranteed = {"spec": {"containers": [{"resources": {"limits": res, "requests": res}}]}}
+    burstable = {"spec": {"containers": [{"resources": {"requests": {"cpu": "250m"}}}]}}
+    assert qos_class(guaranteed) == "Guaranteed"
+    assert qos_class(burstable) == "Burstable"
+    assert qos_class({"spec": {"containers": [{}]}}) == "BestEffort"
+
+
+def test_log_and_exec_preconditions(tmp_path: Path) -> None:
+    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+        unbound = pod("unbound", ["true"])
+        unbound["spec"].pop("nodeName")
+        unbound["metadata"]["uid"] = "u1"
+        with pytest.raises(errors.ApiError) as exc:
+            await kubelet.exec_in(unbound, "main", ["true"])
+        assert exc.value.message == "pod unbound does not have a host assigned"
+        assert kubelet.log_path(unbound, "main") is None
+        ghost = pod("ghost", ["true"])
+        ghost["metadata"]["uid"] = "u2"
+        with pytest.raises(errors.ApiError) as exc:
+            await kubelet.exec_in(ghost, None, ["true"])
+        assert exc.value.message == (
+            'Internal error occurred: unable to upgrade connection: container not found ("main")')
+        with pytest.raises(errors.ApiError) as exc:
+            kubelet.log_path(ghost, "main", previous=True)
+        assert exc.value.message == 'previous terminated container "main" in pod "ghost" not found'
+
+    run(tmp_path, scenario)
