@@ -110,6 +110,14 @@ class Handler:
 
     @staticmethod
     def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
+        """JSON or YAML; protobuf is refused with 415 so client-go falls back to JSON."""
+        if content_type and "json" not in content_type and "yaml" not in content_type \
+                and content_type != "application/octet-stream":
+            raise errors.ApiError(
+                415, "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json, application/yaml",
+            )
         try:
             body = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:
