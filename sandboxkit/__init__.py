@@ -1,5 +1,52 @@
-"""sandboxkit: run and debug code in Kubernetes sandboxes from a notebook."""
+"""sandboxkit: run and debug code in Kubernetes sandboxes from a notebook.
+
+``import sandboxkit`` stays light: the config, models and errors are plain Python, and the
+backend (which imports the ``kubernetes`` client, about half a second) loads on first use of
+``KubernetesSandbox`` or ``create_sandbox``. IPython and ipywidgets are never imported here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import SandboxConfig
+from .models import CommandResult, SandboxStatus
+
+if TYPE_CHECKING:
+    from .backends.base import Sandbox
+    from .backends.kubernetes.sandbox import KubernetesSandbox
+    from .sandbox import create_sandbox
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "CommandResult",
+    "KubernetesSandbox",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxStatus",
+    "__version__",
+    "create_sandbox",
+]
+
+_LAZY = {
+    "KubernetesSandbox": ("sandboxkit.backends.kubernetes.sandbox", "KubernetesSandbox"),
+    "Sandbox": ("sandboxkit.backends.base", "Sandbox"),
+    "create_sandbox": ("sandboxkit.sandbox", "create_sandbox"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavier parts of the public API on first access (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sandboxkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

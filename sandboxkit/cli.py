@@ -29,12 +29,14 @@ def _devcluster_start(args: argparse.Namespace) -> int:
 
 
 def _devcluster_stop(args: argparse.Namespace) -> int:
+    """Exit 0 either way: after ``stop`` none runs, which is what the caller asked for."""
     from .devcluster.process import stop
 
-    if stop(args.dir):
-        print(f"devcluster in {args.dir} stopped")
+    directory = args.dir.expanduser().resolve()
+    if stop(directory):
+        print(f"devcluster in {directory} stopped")
     else:
-        print(f"no devcluster is running in {args.dir}")
+        print(f"no devcluster is running in {directory}")
     return 0
 
 
@@ -43,7 +45,7 @@ def _devcluster_status(args: argparse.Namespace) -> int:
 
     info = running(args.dir)
     if info is None:
-        print(f"no devcluster is running in {args.dir}")
+        print(f"no devcluster is running in {args.dir.expanduser().resolve()}")
         return 1
     print(f"devcluster running at {info.url} (pid {info.pid})")
     print(f"export KUBECONFIG={info.kubeconfig_path}")
@@ -51,9 +53,21 @@ def _devcluster_status(args: argparse.Namespace) -> int:
 
 
 def _devcluster_run(args: argparse.Namespace) -> int:
+    """Refuse a second server on one directory: it would overwrite the first one's state
+    file and kubeconfig, leaving that one running where ``stop`` cannot find it."""
     from .devcluster.cluster import run
+    from .devcluster.process import running
 
-    return run(args.dir, args.port)
+    info = running(args.dir)
+    if info is not None:
+        print(f"error: a devcluster already runs in {info.directory} at {info.url} "
+              f"(pid {info.pid}); stop it first", file=sys.stderr)
+        return 1
+    try:
+        return run(args.dir, args.port)
+    except OSError as exc:  # e.g. the port is taken: a message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sandboxkit`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     return int(args.handler(args))
 

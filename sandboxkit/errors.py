@@ -11,6 +11,7 @@
     │   ├── ServiceAccountMissing    the pod's ServiceAccount does not exist
     │   └── StartupTimeout           nothing failed, but Running never came
     ├── PermissionDenied             the API answered 403 (verb, resource, identity)
+    ├── SandboxNotFound              attach(): no sandbox of that name (or not a sandbox)
     ├── SandboxGone                  the pod disappeared under a command
     ├── CommandTimeout               a command outlived its timeout (output so far attached)
     ├── CommandFailed                check=True and the command exited non-zero
@@ -36,6 +37,7 @@ __all__ = [
     "QuotaExceeded",
     "SandboxError",
     "SandboxGone",
+    "SandboxNotFound",
     "SandboxStartupError",
     "ServiceAccountMissing",
     "StartupTimeout",
@@ -101,11 +103,26 @@ class PermissionDenied(SandboxError):
         super().__init__(message)
 
 
-class SandboxGone(SandboxError):
-    """The sandbox's pod went away (deleted, evicted, deadline) while in use."""
+class SandboxNotFound(SandboxError, LookupError):
+    """``attach()`` found no Job of that name, or one that is not a sandbox."""
 
-    def __init__(self, message: str, *, reason: str = "") -> None:
+    def __init__(self, message: str, *, name: str = "", namespace: str = "") -> None:
+        self.name = name
+        self.namespace = namespace
+        super().__init__(message)
+
+
+class SandboxGone(SandboxError):
+    """The sandbox's pod went away (deleted, evicted, deadline) while in use.
+
+    ``reason`` is Kubernetes' (DeadlineExceeded, Evicted, OOMKilled, Deleted...); ``result``
+    holds the output of a command that was running when it happened, if any.
+    """
+
+    def __init__(self, message: str, *, reason: str = "",
+                 result: CommandResult | None = None) -> None:
         self.reason = reason
+        self.result = result
         super().__init__(message)
 
 

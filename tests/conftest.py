@@ -47,6 +47,7 @@ def api_client(kubeconfig: Path) -> Iterator[object]:
     api = config.new_client_from_config(config_file=str(kubeconfig))
     yield api
     _fail_on_leaked_namespaces(client.CoreV1Api(api))
+    _fail_on_leaked_sandboxes(api)
     api.close()
 
 
@@ -57,6 +58,31 @@ def _fail_on_leaked_namespaces(core: object) -> None:
         if ns.status.phase != "Terminating"
     ]
     assert not leaked, f"test namespaces left behind: {leaked}"
+
+
+# Sandboxes sandboxkit made (app=ci-fixer-sandbox plus its id label) that a test left
+# running; namespace deletion would hide them, so each test namespace is checked first.
+SANDBOX_SELECTOR = "app=ci-fixer-sandbox,sandboxkit.io/sandbox-id"
+_leaked_sandboxes: list[str] = []
+
+
+def _live_sandboxes(api: object, namespace: str | None = None) -> list[str]:
+    """Sandbox Jobs not already being deleted (in Terminating namespaces, if any, excepted)."""
+    from kubernetes import client
+
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    jobs = (batch.list_namespaced_job(namespace, label_selector=SANDBOX_SELECTOR) if namespace
+            else batch.list_job_for_all_namespaces(label_selector=SANDBOX_SELECTOR)).items
+    terminating = {ns.metadata.name for ns in core.list_namespace().items
+                   if ns.status.phase == "Terminating"}
+    return [f"{job.metadata.namespace}/{job.metadata.name}" for job in jobs
+            if job.metadata.deletion_timestamp is None
+            and job.metadata.namespace not in terminating]
+
+
+def _fail_on_leaked_sandboxes(api: object) -> None:
+    leaked = _leaked_sandboxes + _live_sandboxes(api)
+    assert not leaked, f"sandbox Jobs left behind (app=ci-fixer-sandbox): {leaked}"
 
 
 @pytest.fixture
@@ -70,6 +96,7 @@ def namespace(api_client: object) -> Iterator[str]:
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={TEST_LABEL: "true"}))
     )
     yield name
+    _leaked_sandboxes.extend(_live_sandboxes(api_client, name))
     core.delete_namespace(name, propagation_policy="Background")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import clock
 from .api import Admission, Api, User
-from .errors import ApiError, not_found
+from .errors import ApiError, not_found, status_details
 from .quantity import canonical_quantity, parse_quantity
 from .resources import RESOURCES, ResourceType, require
 
@@ -77,7 +77,7 @@ def _name(obj: dict[str, Any], *, mutating: bool) -> str:
 def _forbidden(
     rt: ResourceType, name: str, reason: str, causes: list[dict[str, str]] | None = None
 ) -> ApiError:
-    details: dict[str, Any] = {"name": name, "group": rt.group, "kind": rt.plural}
+    details = status_details(name, rt.group, rt.plural)
     if causes:
         details["causes"] = causes
     return ApiError(403, "Forbidden", f'{rt.qualified} "{name}" is forbidden: {reason}', details)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,14 @@ from datetime import timedelta
 from typing import Any
 
 from . import clock, defaults, errors, selectors, validation
+from .qos import qos_class
 from .resources import ResourceType, require
 from .store import Store
 
-__all__ = ["SYSTEM_USER", "Admission", "Api", "ChangeListener", "User"]
+__all__ = [
+    "PROPAGATION_POLICIES", "SYSTEM_USER", "Admission", "Api", "ChangeListener", "User",
+    "unsupported_propagation",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,17 @@ def _random_suffix(length: int = 5) -> str:
     return "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(length))
 
 
+PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+
+
+def unsupported_propagation(policy: str) -> errors.ApiError:
+    """``ValidateDeleteOptions``' refusal of a policy it does not know (unset is allowed)."""
+    return errors.invalid("DeleteOptions", "meta.k8s.io", "", [{
+        "reason": "FieldValueNotSupported", "field": "propagationPolicy",
+        "message": f'Unsupported value: "{policy}": supported values: "Foreground", '
+                   '"Background", "Orphan", "nil"'}])
+
+
 def _deletion_finished(obj: dict[str, Any]) -> bool:
     """Whether an object being deleted can leave storage now.
 
@@ -77,6 +93,7 @@ class Api:
         self.store = store or Store()
         self.admission: list[Admission] = []
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}
+        self._last_event_nanos = 0
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
@@ -134,6 +151,8 @@ class Api:
         validation.validate(rt, obj)
         for plugin in self.admission:
             plugin(self, rt, "CREATE", obj, None, user)
+        if rt is PODS:  # the pod strategy's PrepareForCreate: clients cannot set status
+            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj)}
         if rt.kind in GENERATION_KINDS:
             meta["generation"] = 1
         if dry_run:
@@ -242,13 +261,8 @@ class Api:
         meta = obj["metadata"]
         self._check_preconditions(rt, obj, preconditions or {})
         policy = propagation_policy or ("Orphan" if rt.kind in ORPHAN_BY_DEFAULT else "Background")
-        if policy not in ("Foreground", "Background", "Orphan"):
-            raise errors.invalid(
-                "DeleteOptions", "", "",
-                [{"field": "propagationPolicy", "reason": "FieldValueNotSupported",
-                  "message": f'Unsupported value: "{policy}": supported values: '
-                             '"Foreground", "Background", "Orphan"'}],
-            )
+        if policy not in PROPAGATION_POLICIES:
+            raise unsupported_propagation(policy)
         grace = self._grace_period(obj, grace_period_seconds)
         finalizers: list[str] = list(meta.get("finalizers") or [])
         wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(policy)
@@ -265,6 +279,10 @@ class Api:
             meta["deletionGracePeriodSeconds"] = grace
         meta.setdefault("deletionTimestamp", clock.rfc3339(
             clock.now() + timedelta(seconds=meta["deletionGracePeriodSeconds"])))
+        if rt.kind == "Namespace" and not rt.group:
+            # The namespace registry's Delete switches the phase in the same write, so the
+            # DELETE reply (and every watcher) already sees Terminating.
+            obj.setdefault("status", {})["phase"] = "Terminating"
         if dry_run:
             return obj
         if _deletion_finished(obj):
@@ -275,14 +293,22 @@ class Api:
     def _check_preconditions(
         rt: ResourceType, obj: dict[str, Any], preconditions: dict[str, str]
     ) -> None:
+        """``rest.BeforeDelete``'s early precondition check.
+
+        Its Conflict names the object by Kind (``Pod``, ``Job.batch``), not by resource, and
+        says what a mismatch likely means.
+        """
         meta = obj["metadata"]
-        for field_name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+        for field_name, label, likely in (
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ):
             wanted = preconditions.get(field_name)
             if wanted and wanted != meta.get(field_name):
                 raise errors.conflict(
-                    rt.plural, rt.group, meta["name"],
-                    f"Precondition failed: {label} in precondition: {wanted}, "
-                    f"{label} in object meta: {meta.get(field_name)}",
+                    rt.kind, rt.group, meta["name"],
+                    f"the {label} in the precondition ({wanted}) does not match the {label} in "
+                    f"record ({meta.get(field_name)}). The object might have been {likely}",
                 )
 
     @staticmethod
@@ -312,7 +338,10 @@ class Api:
             event["count"] = event.get("count", 1) + 1
             event["lastTimestamp"] = stamp
             return self.store.replace(EVENTS, event)
-        name = f"{meta['name']}.{secrets.token_hex(8)}"
+        # The event recorder's naming: the object's name and the time in hex nanoseconds,
+        # so listing (which sorts by name) shows an object's events in the order they came.
+        self._last_event_nanos = max(time.time_ns(), self._last_event_nanos + 1)
+        name = f"{meta['name']}.{self._last_event_nanos:x}"
         event = {
             "apiVersion": "v1",
             "kind": "Event",

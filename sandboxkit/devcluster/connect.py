@@ -40,12 +40,11 @@ class Connector:
     ) -> web.StreamResponse:
         if info.subresource in ("exec", "attach"):
             options = parse_exec_options(request.query, attach=info.subresource == "attach")
-            container = options.container or None
             # Resolve the container (and its errors) before upgrading, as the API server does.
-            self.kubelet.log_path(pod, container)
+            container = self.kubelet.check_exec(pod, options.container or None)
 
             async def spawn(argv: list[str], tty: bool) -> Any:
-                return await self.kubelet.exec_in(pod, container, argv, tty)
+                return await self.kubelet.start_exec(pod, container, argv, tty)
 
             return await serve_exec(request, spawn, options)
         return await self._logs(request, pod)

@@ -222,12 +222,12 @@ def _default_secret(secret: Obj) -> None:
 
 def _default_binding(binding: Obj) -> None:
     for subject in binding.get("subjects") or []:
-        if isinstance(subject, dict) and "apiGroup" not in subject:
-            kind = subject.get("kind")
-            if kind == "ServiceAccount":
-                subject["apiGroup"] = ""
-            elif kind in ("User", "Group"):
-                subject["apiGroup"] = "rbac.authorization.k8s.io"
+        if not isinstance(subject, dict):
+            continue
+        if subject.get("apiGroup") == "":
+            del subject["apiGroup"]  # ServiceAccounts' group is "", which omitempty drops
+        if "apiGroup" not in subject and subject.get("kind") in ("User", "Group"):
+            subject["apiGroup"] = "rbac.authorization.k8s.io"
 
 
 def _default_network_policy(policy: Obj) -> None:

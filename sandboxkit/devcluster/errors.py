@@ -22,6 +22,7 @@ __all__ = [
     "not_found",
     "qualified",
     "status_body",
+    "status_details",
     "too_large",
     "unauthorized",
 ]
@@ -73,10 +74,14 @@ class ApiError(Exception):
         return status_body(self.code, self.reason, self.message, self.details)
 
 
-def _details(name: str | None, group: str, kind: str) -> dict[str, Any]:
-    details: dict[str, Any] = {"group": group, "kind": kind}
+def status_details(name: str | None, group: str, kind: str) -> dict[str, Any]:
+    """``StatusDetails``: empty fields are left out (``omitempty``), so the core group too."""
+    details: dict[str, Any] = {}
     if name:
-        details = {"name": name, **details}
+        details["name"] = name
+    if group:
+        details["group"] = group
+    details["kind"] = kind
     return details
 
 
@@ -85,7 +90,7 @@ def not_found(resource: str, group: str, name: str) -> ApiError:
         404,
         "NotFound",
         f'{qualified(resource, group)} "{name}" not found',
-        _details(name, group, resource),
+        status_details(name, group, resource),
     )
 
 
@@ -94,7 +99,7 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
         409,
         "AlreadyExists",
         f'{qualified(resource, group)} "{name}" already exists',
-        _details(name, group, resource),
+        status_details(name, group, resource),
     )
 
 
@@ -103,7 +108,7 @@ def conflict(resource: str, group: str, name: str, why: str) -> ApiError:
         409,
         "Conflict",
         f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": {why}',
-        _details(name, group, resource),
+        status_details(name, group, resource),
     )
 
 
@@ -115,7 +120,7 @@ def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> A
     """
     summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
     shown = f"[{summary}]" if len(causes) > 1 else summary
-    details = _details(name, group, kind)
+    details = status_details(name, group, kind)
     details["causes"] = causes
     message = f'{qualified(kind, group)} "{name}" is invalid: {shown}'
     return ApiError(422, "Invalid", message, details)
@@ -135,7 +140,7 @@ def forbidden(
         f'{target} is forbidden: User "{user}" cannot {verb} resource "{res}" '
         f'in API group "{group}"{scope}'
     )
-    return ApiError(403, "Forbidden", message, _details(name or None, group, resource))
+    return ApiError(403, "Forbidden", message, status_details(name or None, group, resource))
 
 
 def no_route() -> ApiError:

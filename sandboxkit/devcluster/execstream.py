@@ -65,8 +65,10 @@ __all__ = [
 Spawn = Callable[[list[str], bool], Awaitable[asyncio.subprocess.Process]]
 """Starts ``argv`` (with a terminal if the flag is set) in a new session, so its pid is its
 process group id, with ``stdin``/``stdout`` streams and ``stderr`` either a stream or None
-(a terminal merges it into stdout). Raising means the command could not be started;
-``str()`` of the exception is reported as the runtime's reason (runc's wording)."""
+(a terminal merges it into stdout). Raising means the command could not be started: an
+:class:`ApiError` is sent on the error channel as it is (the stream was refused, say because
+the container is not running); for any other exception ``str()`` is reported as the
+runtime's reason (runc's wording)."""
 
 EXIT_GRACE = 0.1
 """Seconds an output stream may stay silent after the process exited before it counts as
@@ -180,6 +182,14 @@ def _exit_status(argv: Sequence[str], returncode: int, protocol: str) -> dict[st
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }
+
+
+def _channel_status(error: ApiError) -> dict[str, Any]:
+    """An API error as the error channel carries it: a Status without type metadata."""
+    status = error.status()
+    status.pop("kind", None)
+    status.pop("apiVersion", None)
+    return status
 
 
 def _start_failure_status(reason: str, protocol: str) -> dict[str, Any]:
@@ -345,6 +355,9 @@ class _Session:
             return
         try:
             process = await spawn(list(self._options.command), self._options.tty)
+        except ApiError as exc:  # refused before any command ran: reported as it is
+            await self._finish(_channel_status(exc))
+            return
         except Exception as exc:  # any failure to start is reported, as the kubelet does
             reason = str(exc) or type(exc).__name__
             await self._finish(_start_failure_status(reason, self._protocol))

@@ -38,6 +38,7 @@ from . import clock, errors, resources
 from .api import Api
 from .images import ImageTable, normalize
 from .podlogs import LogOptions, read_logs
+from .qos import qos_class
 from .quantity import parse_quantity
 from .resources import ResourceType
 from .runtime import Container, ContainerRuntime, ContainerStartError
@@ -67,29 +68,6 @@ def _rt(plural: str) -> ResourceType:
 
 
 # -- small Kubernetes helpers ----------------------------------------------------------
-
-def qos_class(pod: Mapping[str, Any]) -> str:
-    """Guaranteed / Burstable / BestEffort, computed as ``qos.GetPodQOS`` does."""
-    spec = pod.get("spec", {})
-    containers = list(spec.get("containers", [])) + list(spec.get("initContainers", []))
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        requests = {k: v for k, v in (res.get("requests") or {}).items()
-                    if k in ("cpu", "memory") and parse_quantity(v) != 0}
-        limits = {k: v for k, v in (res.get("limits") or {}).items()
-                  if k in ("cpu", "memory") and parse_quantity(v) != 0}
-        any_set = any_set or bool(requests) or bool(limits)
-        if set(limits) != {"cpu", "memory"}:
-            guaranteed = False
-        for name, value in requests.items():
-            if name not in limits or parse_quantity(limits[name]) != parse_quantity(value):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
 
 def expand(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes ``$(VAR)`` expansion: unknown references stay, ``$$`` escapes ``$``."""
@@ -769,10 +747,8 @@ class Kubelet:
         worker = self._workers.get(pod["metadata"].get("uid", ""))
         return worker.records.get(container) if worker else None
 
-    async def exec_in(
-        self, pod: Mapping[str, Any], container: str | None, argv: list[str], tty: bool = False
-    ) -> asyncio.subprocess.Process:
-        """Start ``argv`` in a running container for ``pods/exec``."""
+    def check_exec(self, pod: Mapping[str, Any], container: str | None) -> str:
+        """The checks ``pods/exec`` makes before the stream is upgraded; the container."""
         container = self._pick_container(pod, container)
         name = pod["metadata"]["name"]
         if not pod.get("spec", {}).get("nodeName"):
@@ -782,6 +758,17 @@ class Kubelet:
             raise errors.bad_request(
                 f"cannot exec into a container in a completed pod; current phase is {phase}"
             )
+        return container
+
+    async def start_exec(
+        self, pod: Mapping[str, Any], container: str, argv: list[str], tty: bool = False
+    ) -> asyncio.subprocess.Process:
+        """Start ``argv`` in the (checked) container, joining its namespaces.
+
+        A container that is not running is the 500 the API server reports when the kubelet
+        refuses the stream; a command that cannot start raises the runtime's
+        :class:`ContainerStartError`, which the exec stream reports in runc's wording.
+        """
         try:
             return await self.runtime.exec(pod["metadata"].get("uid", ""), container, argv,
                                            tty=tty)
@@ -789,13 +776,6 @@ class Kubelet:
             raise _internal(
                 f'unable to upgrade connection: container not found ("{container}")'
             ) from None
-        except ContainerStartError as exc:
-            exec_id = secrets.token_hex(32)
-            raise _internal(
-                "error executing command in container: failed to exec in container: failed to "
-                f'start exec "{exec_id}": OCI runtime exec failed: exec failed: unable to start '
-                f"container process: {exc}: unknown"
-            ) from exc
 
     def log_path(
         self, pod: Mapping[str, Any], container: str | None, previous: bool = False

@@ -4,11 +4,17 @@ The server runs in its own process (``python -m sandboxkit.devcluster run``) so 
 outlives a CLI call, never shares an event loop or signal handlers with a notebook kernel or
 test runner, and takes its pod processes with it when it exits. A state file in the cluster
 directory names the running server, which makes ``start`` idempotent and ``stop``/``status``
-possible from any shell.
+possible from any shell. The state file records the server's pid *and* its start time, so
+a recycled pid is never mistaken for the server, and a server run in the foreground
+(``sandboxkit devcluster run``, whose command line names no module) is found like a
+background one. ``start`` holds a lock on the directory from its check to the server's
+readiness, so concurrent starts on one directory yield one server, not several orphans.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import select
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +43,7 @@ __all__ = [
 DEFAULT_DIR = Path.home() / ".sandboxkit" / "devcluster"
 STATE_FILE = "devcluster.json"
 LOG_FILE = "devcluster.log"
+LOCK_FILE = ".devcluster.lock"
 
 
 class DevClusterError(RuntimeError):
@@ -44,6 +52,8 @@ class DevClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class ClusterInfo:
+    """A running server: where its state lives, its pid and the URL it serves."""
+
     directory: Path
     pid: int
     url: str
@@ -53,16 +63,38 @@ class ClusterInfo:
         return self.directory / "kubeconfig"
 
 
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot); None if it is gone.
+
+    A pid and its start time together name one process for as long as the machine runs,
+    which a pid alone does not once pids wrap around. A zombie counts as gone: a server
+    that died without its parent reaping it yet serves nothing.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces or parentheses: fields follow the last ')'
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # field 3, the state
+        return None
+    return int(fields[19])  # field 22
+
+
 def write_state(directory: Path, url: str) -> None:
     """Called by the server once it answers, so a state file always names a live server."""
-    state = {"pid": os.getpid(), "url": url}
+    pid = os.getpid()
+    state = {"pid": pid, "url": url, "start_time": _start_time(pid)}
     tmp = directory / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(directory / STATE_FILE)
 
 
-def _is_devcluster(pid: int) -> bool:
-    try:
+def _is_devcluster(pid: int, start_time: object) -> bool:
+    """Whether ``pid`` is still the server that wrote the state file."""
+    if isinstance(start_time, int):
+        return _start_time(pid) == start_time
+    try:  # a state file written before start times were recorded
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
@@ -71,14 +103,28 @@ def _is_devcluster(pid: int) -> bool:
 
 def running(directory: Path = DEFAULT_DIR) -> ClusterInfo | None:
     """The server recorded in ``directory``, if it is still alive."""
+    directory = Path(directory).expanduser().resolve()
     try:
-        state = json.loads((Path(directory) / STATE_FILE).read_text())
-    except (OSError, ValueError):
+        state = json.loads((directory / STATE_FILE).read_text())
+        pid = int(state.get("pid", 0))
+        url = str(state["url"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    pid = int(state.get("pid", 0))
-    if pid <= 0 or not _is_devcluster(pid):
+    if pid <= 0 or not _is_devcluster(pid, state.get("start_time")):
         return None
-    return ClusterInfo(Path(directory), pid, str(state["url"]))
+    return ClusterInfo(directory, pid, url)
+
+
+@contextlib.contextmanager
+def _startup_lock(directory: Path) -> Iterator[None]:
+    """Serialize starts on one directory: the second waits, then finds the first running.
+
+    The lock file's descriptor is not inherited by the server, so the lock ends with the
+    ``with`` block (or this process), never outliving a failed start.
+    """
+    with open(directory / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _log_tail(directory: Path, lines: int = 20) -> str:
@@ -94,13 +140,23 @@ def start(
     """Start a server in the background; returns it and whether it was started now.
 
     Blocks until the server reports it is serving, by reading a line from a pipe the child
-    writes once ready -- no polling.
+    writes once ready -- no polling. If a server already runs in ``directory`` (or another
+    ``start`` is bringing one up), that one is returned instead of starting a second.
     """
     directory = Path(directory).expanduser().resolve()
     existing = running(directory)
     if existing is not None:
         return existing, False
     directory.mkdir(parents=True, exist_ok=True)
+    with _startup_lock(directory):
+        existing = running(directory)
+        if existing is not None:
+            return existing, False
+        return _spawn(directory, port, timeout), True
+
+
+def _spawn(directory: Path, port: int, timeout: float) -> ClusterInfo:
+    """Start the server process and wait for its ``ready URL`` line."""
     read_fd, write_fd = os.pipe()
     try:
         with open(directory / LOG_FILE, "ab") as log:
@@ -116,15 +172,20 @@ def start(
         line = _read_line(read_fd, timeout)
     finally:
         os.close(read_fd)
-    if not line.startswith("ready "):
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        raise DevClusterError(
-            f"the devcluster did not start within {timeout:.0f}s "
-            f"(see {directory / LOG_FILE}):\n{_log_tail(directory)}"
-        )
-    return ClusterInfo(directory, child.pid, line.split(" ", 1)[1].strip()), True
+    if line.startswith("ready "):
+        return ClusterInfo(directory, child.pid, line.split(" ", 1)[1].strip())
+    status = child.poll()
+    if status is None:
+        # Not ready in time: take it down with anything it started (its own session).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        what = f"did not start within {timeout:.0f}s"
+    else:
+        what = f"exited with status {status} while starting"
+    raise DevClusterError(
+        f"the devcluster {what} (see {directory / LOG_FILE}):\n{_log_tail(directory)}"
+    )
 
 
 def _read_line(fd: int, timeout: float) -> str:
@@ -159,16 +220,37 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 
 
 def stop(directory: Path = DEFAULT_DIR, timeout: float = 30.0) -> bool:
-    """Stop the server in ``directory`` and its pods; False if none was running."""
-    info = running(Path(directory).expanduser().resolve())
+    """Stop the server in ``directory`` and its pods; False if none was running.
+
+    SIGTERM lets the server kill its pods and remove its state; SIGKILL follows after
+    ``timeout`` (pods die with it: bubblewrap and unshare tie them to their parent).
+    """
+    info = running(directory)
     if info is None:
         return False
-    os.kill(info.pid, signal.SIGTERM)
-    if not _wait_exit(info.pid, timeout):
-        os.killpg(info.pid, signal.SIGKILL)
-        _wait_exit(info.pid, 5)
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    else:
+        if not _wait_exit(info.pid, timeout):
+            _kill_hard(info.pid)
+            _wait_exit(info.pid, 5)
     (info.directory / STATE_FILE).unlink(missing_ok=True)
     return True
+
+
+def _kill_hard(pid: int) -> None:
+    """SIGKILL the server, and its process group when it leads one.
+
+    A background server leads its own session; a foreground ``run`` shares the group of
+    the shell or test that started it, which must not be killed with it.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
 
 
 class DevCluster:
@@ -177,32 +259,48 @@ class DevCluster:
     >>> with DevCluster() as cluster:              # doctest: +SKIP
     ...     os.environ["KUBECONFIG"] = str(cluster.kubeconfig_path)
 
-    Without ``directory`` it lives in a temporary directory removed on exit. Exiting stops
-    the server, which kills every pod process it started.
+    Without ``directory`` it lives in a temporary directory, created on entry and removed
+    on exit (also when the server fails to start). Exiting stops the server, which kills
+    every pod process it started -- but only a server this block started: entering on a
+    directory where one already runs (say, from ``sandboxkit devcluster start``) uses it
+    and leaves it running, as its owner expects.
     """
 
     def __init__(self, directory: Path | str | None = None, port: int = 0) -> None:
         self._owned_dir = directory is None
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="sandboxkit-devcluster-"))
+        self._requested = None if directory is None else Path(directory)
+        self.directory: Path | None = self._requested
         self.port = port
         self._info: ClusterInfo | None = None
+        self._started = False
 
     @property
     def info(self) -> ClusterInfo:
+        """The running server; raises outside the ``with`` block."""
         if self._info is None:
             raise DevClusterError("the devcluster is not running; use it in a `with` block")
         return self._info
 
     @property
     def kubeconfig_path(self) -> Path:
+        """The admin kubeconfig (client certificate in group system:masters)."""
         return self.info.kubeconfig_path
 
     @property
     def url(self) -> str:
+        """The API server's URL, ``https://127.0.0.1:PORT``."""
         return self.info.url
 
     def __enter__(self) -> DevCluster:
-        self._info, _ = start(self.directory, self.port)
+        directory = self._requested or Path(tempfile.mkdtemp(prefix="sandboxkit-devcluster-"))
+        self.directory = directory
+        try:
+            self._info, self._started = start(directory, self.port)
+        except BaseException:
+            if self._owned_dir:
+                shutil.rmtree(directory, ignore_errors=True)
+                self.directory = None
+            raise
         return self
 
     def __exit__(
@@ -211,7 +309,13 @@ class DevCluster:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stop(self.directory)
-        self._info = None
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        directory = self.directory
+        try:
+            if self._started and directory is not None:
+                stop(directory)
+        finally:
+            self._info = None
+            self._started = False
+            if self._owned_dir and directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+                self.directory = None

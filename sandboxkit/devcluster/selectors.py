@@ -325,8 +325,20 @@ _META_FIELDS: dict[str, _Getter] = {
     "metadata.namespace": _path("metadata", "namespace"),
 }
 
+
+def _pod_ips(obj: Mapping[str, Any]) -> str:
+    """``status.podIPs`` selects on the pod's IPs joined, as the pod registry exposes it."""
+    ips = _path("status", "podIPs")(obj) or []
+    return ",".join(str(ip.get("ip", "")) for ip in ips if isinstance(ip, Mapping))
+
+
+# Kinds whose API version registers a field label conversion function: exactly these
+# fields are accepted (a Node, for one, has no metadata.namespace to select on), and any
+# other is refused with that function's wording. Every other kind accepts the two
+# metadata fields only (runtime.DefaultMetaV1FieldSelectorConversion).
 _KIND_FIELDS: dict[str, dict[str, _Getter]] = {
     "Pod": {
+        **_META_FIELDS,
         "spec.nodeName": _path("spec", "nodeName"),
         "spec.restartPolicy": _path("spec", "restartPolicy"),
         "spec.schedulerName": _path("spec", "schedulerName"),
@@ -334,9 +346,11 @@ _KIND_FIELDS: dict[str, dict[str, _Getter]] = {
         "spec.hostNetwork": lambda o: bool(_path("spec", "hostNetwork")(o)),
         "status.phase": _path("status", "phase"),
         "status.podIP": _path("status", "podIP"),
+        "status.podIPs": _pod_ips,
         "status.nominatedNodeName": _path("status", "nominatedNodeName"),
     },
     "Event": {
+        **_META_FIELDS,
         **{f"involvedObject.{name}": _path("involvedObject", name)
            for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
                         "fieldPath")},
@@ -345,11 +359,26 @@ _KIND_FIELDS: dict[str, dict[str, _Getter]] = {
         "source": _event_source,
         "type": _path("type"),
     },
-    "Secret": {"type": _path("type")},
-    "Namespace": {"status.phase": _path("status", "phase")},
-    "Node": {"spec.unschedulable": lambda o: bool(_path("spec", "unschedulable")(o))},
-    "Job": {"status.successful": lambda o: int(_path("status", "succeeded")(o) or 0)},
+    "Secret": {**_META_FIELDS, "type": _path("type")},
+    "Service": {**_META_FIELDS, "spec.clusterIP": _path("spec", "clusterIP"),
+                "spec.type": _path("spec", "type")},
+    "Namespace": {"metadata.name": _path("metadata", "name"),
+                  "status.phase": _path("status", "phase")},
+    "Node": {"metadata.name": _path("metadata", "name"),
+             "spec.unschedulable": lambda o: bool(_path("spec", "unschedulable")(o))},
+    "Job": {**_META_FIELDS,
+            "status.successful": lambda o: int(_path("status", "succeeded")(o) or 0)},
 }
+
+
+def _unsupported(kind: str, field: str) -> str:
+    """The conversion function's refusal, worded as the kind's own function words it."""
+    if kind == "Job":
+        return f'field label "{field}" not supported for Job'
+    if kind in _KIND_FIELDS:
+        return f"field label not supported: {field}"
+    return (f'"{field}" is not a known field selector: only "metadata.name", '
+            '"metadata.namespace"')
 
 
 def _field_text(value: Any) -> str:
@@ -431,11 +460,12 @@ def _unescape(value: str) -> str:
 def parse_field_selector(kind: str, text: str | None) -> FieldSelector:
     """Parse a ``fieldSelector=`` value for objects of ``kind`` (``Pod``, ``Event``...).
 
-    Only the fields the API server indexes for that kind are accepted; any other is the
-    400 ``field label not supported: <field>``.
+    Only the fields the API server indexes for that kind are accepted; any other is a 400
+    worded by the kind's field label conversion (``field label not supported: <field>``, or
+    ``"<field>" is not a known field selector: ...`` for kinds without one).
     """
     source = text or ""
-    supported = {**_META_FIELDS, **_KIND_FIELDS.get(kind, {})}
+    supported = _KIND_FIELDS.get(kind, _META_FIELDS)
     terms: list[_FieldTerm] = []
     for part in sorted(_split_terms(source)):
         if not part:
@@ -448,6 +478,6 @@ def parse_field_selector(kind: str, text: str | None) -> FieldSelector:
         value = _unescape(raw)
         getter = supported.get(field)
         if getter is None:
-            raise errors.bad_request(f"field label not supported: {field}")
+            raise errors.bad_request(_unsupported(kind, field))
         terms.append(_FieldTerm(field, value, op == "!=", getter))
     return FieldSelector(tuple(terms))

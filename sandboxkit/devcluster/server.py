@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi, patch, resources, tables
-from .api import Api, User
+from .api import PROPAGATION_POLICIES, Api, User, unsupported_propagation
 from .requestinfo import RequestInfo, parse_request
 from .resources import ResourceType
 
@@ -38,6 +38,10 @@ SERVER_VERSION = {
     "platform": "linux/amd64",
 }
 _JSON = "application/json"
+JOB_DELETE_WARNING = (
+    "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background "
+    "to remove them or set propagationPolicy=Orphan to suppress this warning"
+)
 _TRUE = ("true", "1")
 
 
@@ -65,14 +69,20 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _status_success(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """What the registry returns for an object deleted at once (``finalizeDelete``).
+
+    ``StatusDetails`` fields are ``omitempty``: a core-group resource has no ``group`` key.
+    """
     meta = obj["metadata"]
+    details = errors.status_details(meta["name"], rt.group, rt.plural)
+    if meta.get("uid"):
+        details["uid"] = meta["uid"]
     return {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": {"name": meta["name"], "group": rt.group, "kind": rt.plural,
-                    "uid": meta.get("uid", "")},
+        "details": details,
     }
 
 
@@ -110,7 +120,11 @@ class Handler:
 
     @staticmethod
     def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
-        """JSON or YAML; protobuf is refused with 415 so client-go falls back to JSON."""
+        """JSON, YAML or Kubernetes protobuf (typed client-go clients never fall back to JSON)."""
+        from . import protobuf
+
+        if content_type == protobuf.CONTENT_TYPE:
+            return protobuf.decode(raw)
         if content_type and "json" not in content_type and "yaml" not in content_type \
                 and content_type != "application/octet-stream":
             raise errors.ApiError(
@@ -361,14 +375,11 @@ class Handler:
             raise errors.too_large()
         content_type = request.content_type
         dry_run = self._dry_run(request)
-        if content_type == "application/apply-patch+yaml":
+        self._validate_patch_options(request, content_type == patch.APPLY_PATCH)
+        if content_type == patch.APPLY_PATCH:
             applied = self._decode(raw, "yaml")
             self._check_namespace(rt, applied, namespace)
             manager = request.query.get("fieldManager", "")
-            if not manager:
-                raise errors.bad_request(
-                    "PATCH, application/apply-patch+yaml requires fieldManager to be set"
-                )
             force = request.query.get("force", "") in _TRUE
             try:
                 current: dict[str, Any] | None = self.api.get(rt, namespace, info.name)
@@ -393,33 +404,80 @@ class Handler:
         return _json(self.api.update(rt, patched, subresource=info.subresource or None, user=user,
                                      dry_run=dry_run))
 
+    @staticmethod
+    def _validate_patch_options(request: web.Request, apply: bool) -> None:
+        """``ValidatePatchOptions``, which runs before the object is even read: an apply
+        names its field manager, and only an apply may force."""
+        causes = []
+        if apply and not request.query.get("fieldManager"):
+            causes.append({"reason": "FieldValueRequired", "field": "fieldManager",
+                           "message": "Required value: is required for apply patch"})
+        if not apply and "force" in request.query:
+            causes.append({"reason": "FieldValueForbidden", "field": "force",
+                           "message": "Forbidden: may not be specified for non-apply patch"})
+        if causes:
+            raise errors.invalid("PatchOptions", "meta.k8s.io", "", causes)
+
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        """DeleteOptions from the body or, without one, the query (as the API server reads
+        them). ``orphanDependents`` is kept as sent: it decides the 202 and the warning."""
         options: dict[str, Any] = {}
-        if request.can_read_body:
-            raw = await request.read()
-            if raw.strip():
-                options = self._decode(raw, request.content_type)
-        query = request.query
-        if "propagationPolicy" in query:
-            options["propagationPolicy"] = query["propagationPolicy"]
-        if "gracePeriodSeconds" in query:
-            options["gracePeriodSeconds"] = query["gracePeriodSeconds"]
-        if query.get("orphanDependents") in _TRUE and "propagationPolicy" not in options:
-            options["propagationPolicy"] = "Orphan"
-        if options.get("orphanDependents") is True and "propagationPolicy" not in options:
-            options["propagationPolicy"] = "Orphan"
+        raw = await request.read() if request.can_read_body else b""
+        if raw.strip():
+            options = self._decode(raw, request.content_type)
+        else:
+            query = request.query
+            for key in ("propagationPolicy", "gracePeriodSeconds"):
+                if key in query:
+                    options[key] = query[key]
+            if "orphanDependents" in query:
+                options["orphanDependents"] = query["orphanDependents"] in _TRUE
+            if query.get("dryRun") == "All":
+                options["dryRun"] = ["All"]
+        self._validate_delete_options(options)
+        orphan = options.get("orphanDependents")
+        if isinstance(orphan, bool) and not options.get("propagationPolicy"):
+            options["propagationPolicy"] = "Orphan" if orphan else "Background"
         if "gracePeriodSeconds" in options and options["gracePeriodSeconds"] is not None:
             try:
                 options["gracePeriodSeconds"] = int(options["gracePeriodSeconds"])
             except (TypeError, ValueError):
                 raise errors.bad_request("gracePeriodSeconds must be an integer") from None
-        if query.get("dryRun") == "All" or options.get("dryRun") == ["All"]:
-            options["dryRun"] = True
+        options["dryRun"] = options.get("dryRun") == ["All"] or request.query.get(
+            "dryRun") == "All"
         return options
+
+    @staticmethod
+    def _validate_delete_options(options: dict[str, Any]) -> None:
+        """``ValidateDeleteOptions``, which the delete handler runs before reading the object,
+        so a bad policy is a 422 even for an object that does not exist."""
+        policy = options.get("propagationPolicy")
+        if policy is not None and options.get("orphanDependents") is not None:
+            raise errors.invalid("DeleteOptions", "meta.k8s.io", "", [{
+                "reason": "FieldValueInvalid", "field": "propagationPolicy",
+                "message": f'Invalid value: "{policy}": orphanDependents and '
+                           "deletionPropagation cannot be both set"}])
+        if policy is not None and policy not in PROPAGATION_POLICIES:
+            raise unsupported_propagation(str(policy))
+
+    @staticmethod
+    def _delete_warning(rt: ResourceType, options: dict[str, Any]) -> dict[str, str]:
+        """batch/v1 Jobs orphan their pods by default; the Job registry warns a client that
+        left the policy unset (kubectl prints it as ``Warning: ...``)."""
+        if rt.kind == "Job" and rt.group == "batch" and not options.get("propagationPolicy"):
+            return {"Warning": f'299 - "{JOB_DELETE_WARNING}"'}
+        return {}
 
     def _delete_one(
         self, rt: ResourceType, namespace: str | None, name: str, options: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
+        """Delete one object: the reply is the object while it lingers (grace period or
+        finalizers) and the registry's Success Status once it is gone (pods, which the
+        registry returns on delete, excepted).
+
+        The code is 200 either way; 202 only when the client explicitly asked for
+        ``orphanDependents: false`` and the object is still there, as the delete handler does.
+        """
         obj = self.api.delete(
             rt, namespace, name,
             propagation_policy=options.get("propagationPolicy"),
@@ -427,9 +485,8 @@ class Handler:
             preconditions=options.get("preconditions"),
             dry_run=bool(options.get("dryRun")),
         )
-        still_there = self.api.store.exists(rt, namespace, name)
-        if still_there:
-            return 202, obj
+        if self.api.store.exists(rt, namespace, name):
+            return (202 if options.get("orphanDependents") is False else 200), obj
         return 200, obj if rt.kind == "Pod" else _status_success(rt, obj)
 
     async def _delete(
@@ -437,7 +494,9 @@ class Handler:
     ) -> web.Response:
         options = await self._delete_options(request)
         code, body = self._delete_one(rt, namespace, name, options)
-        return _json(body, code)
+        response = _json(body, code)
+        response.headers.update(self._delete_warning(rt, options))
+        return response
 
     async def _delete_collection(
         self, request: web.Request, rt: ResourceType, namespace: str | None
@@ -455,8 +514,10 @@ class Handler:
                     raise
                 continue
             deleted.append(_list_item(body if body.get("kind") != "Status" else item))
-        return _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                      "metadata": {"resourceVersion": rv}, "items": deleted})
+        response = _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                          "metadata": {"resourceVersion": rv}, "items": deleted})
+        response.headers.update(self._delete_warning(rt, options))
+        return response
 
 
 def build_app(services: Services) -> web.Application:
@@ -464,4 +525,11 @@ def build_app(services: Services) -> web.Application:
     handler = Handler(services)
     app = web.Application(middlewares=[handler.middleware], client_max_size=MAX_REQUEST_BYTES + 1)
     app.router.add_route("*", "/{tail:.*}", handler.dispatch)
+
+    async def start_watch_cache(_: web.Application) -> None:
+        # Watches resume only from versions the server has seen while serving, as with a
+        # real API server's watch cache (see Store.compact).
+        services.api.store.compact()
+
+    app.on_startup.append(start_watch_cache)
     return app

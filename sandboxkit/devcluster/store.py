@@ -67,8 +67,11 @@ class Watch:
             self.queue.put_nowait((change.type, change.obj))
         elif now_matches:
             self.queue.put_nowait(("ADDED", change.obj))
-        elif was_matching:
-            self.queue.put_nowait(("DELETED", change.obj))
+        elif was_matching and change.old is not None:
+            # The object as it last matched, at the version of the change that made it leave.
+            gone = copy.deepcopy(change.old)
+            gone["metadata"]["resourceVersion"] = str(change.resource_version)
+            self.queue.put_nowait(("DELETED", gone))
 
 
 class Store:
@@ -111,8 +114,9 @@ class Store:
         self, type_: str, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> dict[str, Any]:
         self.resource_version = next(self._counter)
-        if type_ != "DELETED":
-            obj["metadata"]["resourceVersion"] = str(self.resource_version)
+        # A DELETED event carries the version at which the object went away, as etcd's
+        # delete revision does; watchers resume from it.
+        obj["metadata"]["resourceVersion"] = str(self.resource_version)
         change = Change(self.resource_version, type_, rt, copy.deepcopy(obj), old)
         self._history.append(change)
         for watch in list(self._watches):
@@ -146,11 +150,17 @@ class Store:
         old = self._objects.pop(key, None)
         if old is None:
             raise errors.not_found(rt.plural, rt.group, name)
-        gone = copy.deepcopy(old)
-        result = self._commit("DELETED", rt, gone, old)
-        # The DELETED event carries the version at which the object went away.
-        result["metadata"]["resourceVersion"] = str(self.resource_version)
-        return result
+        return self._commit("DELETED", rt, copy.deepcopy(old), old)
+
+    def compact(self) -> None:
+        """Forget the change history so far; watches can then resume only from now on.
+
+        A real API server's watch cache is filled by a list when the server starts and can
+        replay nothing older (``410 Expired``). The devcluster compacts once it starts
+        serving, after bootstrapping, to the same effect: its bootstrap writes, from
+        resourceVersion 1 on, are never resumable.
+        """
+        self._history.clear()
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
         self._listeners.append(listener)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
 from sandboxkit.devcluster import admission
-from sandboxkit.devcluster.api import SYSTEM_USER
-from sandboxkit.devcluster.errors import ApiError, not_found
+from sandboxkit.devcluster.api import SYSTEM_USER, Api
+from sandboxkit.devcluster.errors import ApiError
 from sandboxkit.devcluster.resources import ResourceType, require
 
 pytestmark = pytest.mark.unit
@@ -19,29 +18,27 @@ JOBS = require("batch", "v1", "jobs")
 CONFIG_MAPS = require("", "v1", "configmaps")
 
 
-class ReadOnlyApi:
-    """Just the reads admission plugins make."""
+def cluster(*objects: tuple[ResourceType, dict[str, Any]]) -> Api:
+    """A real, empty-but-for-``objects`` API (no admission: these tests call plugins).
 
-    def __init__(self, *objects: tuple[ResourceType, dict[str, Any]]) -> None:
-        self.objects = {(rt.qualified, o["metadata"].get("namespace", ""), o["metadata"]["name"]):
-                        o for rt, o in objects}
-
-    def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        try:
-            return copy.deepcopy(self.objects[(rt.qualified, namespace or "", name)])
-        except KeyError:
-            raise not_found(rt.plural, rt.group, name) from None
-
-    def list(self, rt: ResourceType, namespace: str | None = None) -> tuple[list[dict], str]:
-        return [copy.deepcopy(o) for (res, ns, _), o in sorted(self.objects.items())
-                if res == rt.qualified and (namespace is None or ns == namespace)], "1"
+    A ``status`` in an object is written through the status subresource after the create,
+    which (as on a real server) ignores it.
+    """
+    api = Api()
+    for rt, obj in objects:
+        created = api.create(rt, obj)
+        if "status" in obj:
+            created["status"] = {**(created.get("status") or {}), **obj["status"]}
+            api.update(rt, created, subresource="status")
+    return api
 
 
 def ns(name: str, **status: Any) -> tuple[ResourceType, dict[str, Any]]:
     return require("", "v1", "namespaces"), {"metadata": {"name": name}, "status": status}
 
 
-def sa(name: str = "default", namespace: str = "default", **extra: Any):
+def sa(name: str = "default", namespace: str = "default", **extra: Any
+       ) -> tuple[ResourceType, dict[str, Any]]:
     return require("", "v1", "serviceaccounts"), {
         "metadata": {"name": name, "namespace": namespace}, **extra}
 
@@ -77,13 +74,13 @@ def rejection(plugin, api, rt, obj) -> ApiError:
 
 
 def test_missing_namespace_is_not_found() -> None:
-    err = rejection(admission.namespace_lifecycle, ReadOnlyApi(), PODS, pod())
+    err = rejection(admission.namespace_lifecycle, cluster(), PODS, pod())
     assert (err.code, err.reason) == (404, "NotFound")
     assert err.message == 'namespaces "default" not found'
 
 
 def test_terminating_namespace_forbids_new_content() -> None:
-    api = ReadOnlyApi(ns("default", phase="Terminating"))
+    api = cluster(ns("default", phase="Terminating"))
     err = rejection(admission.namespace_lifecycle, api, JOBS,
                     {"metadata": {"name": "j", "namespace": "default"}})
     assert err.code == 403
@@ -98,14 +95,14 @@ def test_terminating_namespace_forbids_new_content() -> None:
 def test_missing_service_account_names_the_generate_name_prefix() -> None:
     obj = pod("job1-x2b4z", generateName="job1-")
     obj["spec"]["serviceAccountName"] = "foo"
-    err = rejection(admission.service_account, ReadOnlyApi(sa()), PODS, obj)
+    err = rejection(admission.service_account, cluster(sa()), PODS, obj)
     assert err.code == 403
     assert err.message == ('pods "job1-" is forbidden: error looking up service account '
                            'default/foo: serviceaccount "foo" not found')
 
 
 def test_service_account_defaults_and_mounts_the_token() -> None:
-    obj = run(admission.service_account, ReadOnlyApi(sa()), PODS, pod())
+    obj = run(admission.service_account, cluster(sa()), PODS, pod())
     spec = obj["spec"]
     assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
     (volume,) = spec["volumes"]
@@ -118,7 +115,7 @@ def test_service_account_defaults_and_mounts_the_token() -> None:
 
 
 def test_automount_false_on_the_account_skips_the_token() -> None:
-    api = ReadOnlyApi(sa(automountServiceAccountToken=False))
+    api = cluster(sa(automountServiceAccountToken=False))
     assert "volumes" not in run(admission.service_account, api, PODS, pod())["spec"]
 
 
@@ -127,7 +124,7 @@ def test_limit_ranger_defaults_and_annotates() -> None:
         "metadata": {"name": "lr", "namespace": "default"},
         "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"},
                              "defaultRequest": {"cpu": "100m"}}]}})
-    obj = run(admission.limit_ranger, ReadOnlyApi(limit_range), PODS, pod())
+    obj = run(admission.limit_ranger, cluster(limit_range), PODS, pod())
     assert obj["spec"]["containers"][0]["resources"] == {
         "requests": {"cpu": "100m"}, "limits": {"cpu": "500m"}}
     assert obj["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
@@ -138,14 +135,14 @@ def test_limit_ranger_rejects_above_max() -> None:
     limit_range = (require("", "v1", "limitranges"), {
         "metadata": {"name": "lr", "namespace": "default"},
         "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}})
-    err = rejection(admission.limit_ranger, ReadOnlyApi(limit_range), PODS,
+    err = rejection(admission.limit_ranger, cluster(limit_range), PODS,
                     pod(requests={"cpu": "500m"}, limits={"cpu": "1500m"}))
     assert err.message == ('pods "p" is forbidden: maximum cpu usage per Container is 1, '
                            "but limit is 1500m.")
 
 
 def test_quota_exceeded_message() -> None:
-    api = ReadOnlyApi(
+    api = cluster(
         quota({"requests.cpu": "2", "requests.memory": "1Gi", "pods": "10"}),
         (PODS, pod("a", requests={"cpu": "1500m", "memory": "512Mi"})),
         (PODS, {**pod("done", requests={"cpu": "1"}), "status": {"phase": "Succeeded"}}),
@@ -160,24 +157,28 @@ def test_quota_exceeded_message() -> None:
 
 
 def test_quota_pod_count() -> None:
-    api = ReadOnlyApi(quota({"pods": "1"}), (PODS, pod("a")))
+    api = cluster(quota({"pods": "1"}), (PODS, pod("a")))
     err = rejection(admission.resource_quota, api, PODS, pod("b"))
     assert err.message == ('pods "b" is forbidden: exceeded quota: q, requested: pods=1, '
                            "used: pods=1, limited: pods=1")
 
 
 def test_quota_requires_tracked_compute_resources() -> None:
-    api = ReadOnlyApi(quota({"limits.cpu": "2", "requests.memory": "1Gi"}))
+    api = cluster(quota({"limits.cpu": "2", "requests.memory": "1Gi"}))
     err = rejection(admission.resource_quota, api, PODS, pod(requests={"cpu": "1"}))
     assert err.message == ('pods "p" is forbidden: failed quota: q: must specify limits.cpu '
                            "for: app; requests.memory for: app")
 
 
+def job(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "default"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "main", "image": "busybox", "command": ["true"]}]}}}}
+
+
 def test_quota_counts_objects() -> None:
-    api = ReadOnlyApi(quota({"count/jobs.batch": "1", "configmaps": "5"}),
-                      (JOBS, {"metadata": {"name": "old", "namespace": "default"}}))
-    err = rejection(admission.resource_quota, api, JOBS,
-                    {"metadata": {"name": "new", "namespace": "default"}})
+    api = cluster(quota({"count/jobs.batch": "1", "configmaps": "5"}), (JOBS, job("old")))
+    err = rejection(admission.resource_quota, api, JOBS, job("new"))
     assert err.message == ('jobs.batch "new" is forbidden: exceeded quota: q, requested: '
                            "count/jobs.batch=1, used: count/jobs.batch=1, "
                            "limited: count/jobs.batch=1")
@@ -186,7 +187,7 @@ def test_quota_counts_objects() -> None:
 
 
 def test_namespace_usage_sums_in_canonical_form() -> None:
-    api = ReadOnlyApi((PODS, pod("a", requests={"memory": "512Mi", "cpu": "250m"})),
+    api = cluster((PODS, pod("a", requests={"memory": "512Mi", "cpu": "250m"})),
                       (PODS, pod("b", requests={"memory": "1Gi", "cpu": "750m"})))
     (_, q) = quota({"requests.memory": "4Gi", "requests.cpu": "4", "count/pods": "9"})
     used = admission.namespace_usage(api, q)

@@ -1,12 +1,8 @@
-"""Controllers against a minimal in-memory API: Job, scheduler, GC, TTL, namespace, quota."""
+"""Controllers against the real in-process API: Job, scheduler, GC, TTL, namespace, quota."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import itertools
-import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -14,7 +10,7 @@ from typing import Any
 import pytest
 
 from sandboxkit.devcluster import admission, clock
-from sandboxkit.devcluster.api import SYSTEM_USER, User
+from sandboxkit.devcluster.api import Api
 from sandboxkit.devcluster.controllers import (
     GarbageCollector,
     JobController,
@@ -26,8 +22,7 @@ from sandboxkit.devcluster.controllers import (
     WorkQueue,
 )
 from sandboxkit.devcluster.controllers.base import Controller
-from sandboxkit.devcluster.errors import already_exists, conflict, not_found
-from sandboxkit.devcluster.resources import ResourceType, require
+from sandboxkit.devcluster.resources import require
 
 pytestmark = pytest.mark.unit
 
@@ -38,132 +33,34 @@ SERVICE_ACCOUNTS = require("", "v1", "serviceaccounts")
 QUOTAS = require("", "v1", "resourcequotas")
 CONFIG_MAPS = require("", "v1", "configmaps")
 NODES = require("", "v1", "nodes")
+EVENTS = require("", "v1", "events")
 
 
-class FakeApi:
-    """A dict store with the Api's verbs, admission hook, change listeners and events."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.listeners: list[Callable[[str, ResourceType, dict[str, Any]], None]] = []
-        self.admission: list[Any] = []
-        self.events: list[tuple[str, str, str, str]] = []  # (object name, type, reason, msg)
-        self._rv = itertools.count(1)
-
-    def _key(self, rt: ResourceType, namespace: str | None, name: str) -> tuple[str, str, str]:
-        return (rt.qualified, (namespace or "") if rt.namespaced else "", name)
-
-    def _commit(self, type_: str, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        key = self._key(rt, meta.get("namespace"), meta["name"])
-        meta["resourceVersion"] = str(next(self._rv))
-        if type_ == "DELETED":
-            del self.objects[key]
-        else:
-            self.objects[key] = copy.deepcopy(obj)
-        for listener in list(self.listeners):
-            listener(type_, rt, copy.deepcopy(obj))
-        return copy.deepcopy(obj)
-
-    def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
-        try:
-            return copy.deepcopy(self.objects[self._key(rt, namespace, name)])
-        except KeyError:
-            raise not_found(rt.plural, rt.group, name) from None
-
-    def list(self, rt: ResourceType, namespace: str | None = None, **_: Any):
-        items = [copy.deepcopy(o) for (res, ns, _n), o in sorted(self.objects.items())
-                 if res == rt.qualified and (not namespace or ns == namespace)]
-        return items, "1"
-
-    def subscribe(self, listener: Callable[[str, ResourceType, dict[str, Any]], None]) -> None:
-        self.listeners.append(listener)
-
-    def create(self, rt: ResourceType, obj: dict[str, Any], *, user: User = SYSTEM_USER):
-        obj = copy.deepcopy(obj)
-        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-        meta = obj["metadata"]
-        if not meta.get("name"):
-            meta["name"] = meta["generateName"] + "".join(
-                secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
-        if self._key(rt, meta.get("namespace"), meta["name"]) in self.objects:
-            raise already_exists(rt.plural, rt.group, meta["name"])
-        if rt is JOBS:
-            labels = {"batch.kubernetes.io/job-name": meta["name"]}
-            obj["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {}).update(
-                labels)
-        if rt is PODS:
-            obj.setdefault("status", {}).setdefault("phase", "Pending")
-        for plugin in self.admission:
-            plugin(self, rt, "CREATE", obj, None, user)
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = clock.rfc3339()
-        return self._commit("ADDED", rt, obj)
-
-    def update(self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None,
-               user: User = SYSTEM_USER) -> dict[str, Any]:
-        meta = obj["metadata"]
-        old = self.get(rt, meta.get("namespace"), meta["name"])
-        if meta.get("resourceVersion") not in (None, old["metadata"]["resourceVersion"]):
-            raise conflict(rt.plural, rt.group, meta["name"], "the object has been modified")
-        if subresource == "status":
-            new = copy.deepcopy(old)
-            new["status"] = copy.deepcopy(obj.get("status", {}))
-        else:
-            new = copy.deepcopy(obj)
-            for field in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds"):
-                if field in old["metadata"]:
-                    new["metadata"][field] = old["metadata"][field]
-            if "status" in old:
-                new["status"] = old["status"]
-        return self._commit("DELETED" if self._gone(new) else "MODIFIED", rt, new)
-
-    @staticmethod
-    def _gone(obj: dict[str, Any]) -> bool:
-        meta = obj["metadata"]
-        return ("deletionTimestamp" in meta and not meta.get("finalizers")
-                and not obj.get("spec", {}).get("finalizers")
-                and not meta.get("deletionGracePeriodSeconds"))
-
-    def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
-               propagation_policy: str | None = None, grace_period_seconds: int | None = None,
-               preconditions: dict[str, str] | None = None) -> dict[str, Any]:
-        obj = self.get(rt, namespace, name)
-        meta = obj["metadata"]
-        wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(
-            propagation_policy or "")
-        if wanted and wanted not in meta.get("finalizers", []):
-            meta["finalizers"] = [*meta.get("finalizers", []), wanted]
-        running = obj.get("status", {}).get("phase") not in ("Succeeded", "Failed")
-        if rt is PODS and obj["spec"].get("nodeName") and running:
-            meta.setdefault("deletionGracePeriodSeconds", 30)  # until the "kubelet" ends it
-        meta.setdefault("deletionTimestamp", clock.rfc3339())
-        return self._commit("DELETED" if self._gone(obj) else "MODIFIED", rt, obj)
-
-    def kubelet_finish(self, namespace: str, name: str) -> None:
-        """What the kubelet does when a deleted pod's containers have stopped."""
-        pod = self.get(PODS, namespace, name)
-        pod["metadata"].pop("deletionGracePeriodSeconds", None)
-        self._commit("DELETED" if self._gone(pod) else "MODIFIED", PODS, pod)
-
-    def set_phase(self, namespace: str, name: str, phase: str, **status: Any) -> None:
-        pod = self.get(PODS, namespace, name)
-        pod["status"].update(phase=phase, **status)
-        self.update(PODS, pod, subresource="status")
-
-    def record_event(self, obj: dict[str, Any], type_: str, reason: str, message: str,
-                     component: str) -> None:
-        self.events.append((obj["metadata"]["name"], type_, reason, message))
-
-    def reasons(self) -> list[str]:
-        return [reason for _, _, reason, _ in self.events]
-
-
-def with_namespace(api: FakeApi, name: str = "default") -> FakeApi:
-    api.create(NAMESPACES, {"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]},
-                            "status": {"phase": "Active"}})
-    api.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": name}})
+def make_api() -> Api:
+    """The real in-process API with the cluster's admission plugins and ``default`` ready."""
+    api = Api()
+    api.admission.extend(admission.default_plugins())
+    api.create(NAMESPACES, {"metadata": {"name": "default"}})
+    api.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": "default"}})
     return api
+
+
+def events(api: Api) -> list[tuple[str, str, str, str]]:
+    """(object name, type, reason, message) of every Event, in the order last recorded."""
+    items = sorted(api.list(EVENTS)[0], key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [(e["involvedObject"]["name"], e["type"], e["reason"], e["message"]) for e in items]
+
+
+def set_phase(api: Api, namespace: str, name: str, phase: str) -> None:
+    """Report a pod phase through pods/status, as the kubelet does."""
+    pod = api.get(PODS, namespace, name)
+    pod["status"]["phase"] = phase
+    api.update(PODS, pod, subresource="status")
+
+
+def kubelet_finish(api: Api, namespace: str, name: str) -> None:
+    """What the kubelet does once a deleted pod's containers have stopped."""
+    api.delete(PODS, namespace, name, grace_period_seconds=0)
 
 
 def job(name: str = "job1", **spec: Any) -> dict[str, Any]:
@@ -187,9 +84,9 @@ async def settle(*controllers: Controller, rounds: int = 50) -> None:
                 return
 
 
-def running(test: Callable[[FakeApi], Awaitable[None]]) -> Callable[[], None]:
+def running(test: Callable[[Api], Awaitable[None]]) -> Callable[[], None]:
     def wrapper() -> None:
-        asyncio.run(test(FakeApi()))
+        asyncio.run(test(make_api()))
 
     wrapper.__name__ = test.__name__
     return wrapper
@@ -200,14 +97,13 @@ def fast(controller: Controller) -> Controller:
     return controller
 
 
-def job_pods(api: FakeApi) -> list[dict[str, Any]]:
+def job_pods(api: Api) -> list[dict[str, Any]]:
     return api.list(PODS, "default")[0]
 
 
 # -- Job controller ----------------------------------------------------------------------------
 @running
-async def test_job_creates_a_labelled_owned_pod(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_job_creates_a_labelled_owned_pod(api: Api) -> None:
     ctrl = JobController(api)
     ctrl.start()
     created = api.create(JOBS, job())
@@ -222,7 +118,7 @@ async def test_job_creates_a_labelled_owned_pod(api: FakeApi) -> None:
     assert meta["ownerReferences"] == [{
         "apiVersion": "batch/v1", "kind": "Job", "name": "job1", "uid": uid,
         "controller": True, "blockOwnerDeletion": True}]
-    assert ("job1", "Normal", "SuccessfulCreate", f"Created pod: {meta['name']}") in api.events
+    assert ("job1", "Normal", "SuccessfulCreate", f"Created pod: {meta['name']}") in events(api)
     status = api.get(JOBS, "default", "job1")["status"]
     assert status["active"] == 1 and status["ready"] == 0 and status["terminating"] == 0
     assert status["uncountedTerminatedPods"] == {} and "startTime" in status
@@ -230,14 +126,13 @@ async def test_job_creates_a_labelled_owned_pod(api: FakeApi) -> None:
 
 
 @running
-async def test_failed_pod_with_backoff_limit_zero_fails_the_job(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_failed_pod_with_backoff_limit_zero_fails_the_job(api: Api) -> None:
     ctrl = JobController(api)
     ctrl.start()
     api.create(JOBS, job(backoffLimit=0))
     await settle(ctrl)
     (pod,) = job_pods(api)
-    api.set_phase("default", pod["metadata"]["name"], "Failed")
+    set_phase(api, "default", pod["metadata"]["name"], "Failed")
     await settle(ctrl)
     status = api.get(JOBS, "default", "job1")["status"]
     assert [(c["type"], c["reason"], c["message"]) for c in status["conditions"]] == [
@@ -248,59 +143,55 @@ async def test_failed_pod_with_backoff_limit_zero_fails_the_job(api: FakeApi) ->
     (pod,) = job_pods(api)  # no replacement, and the finalizer is released
     assert "finalizers" not in pod["metadata"] or not pod["metadata"]["finalizers"]
     assert ("job1", "Warning", "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit") in api.events
+            "Job has reached the specified backoff limit") in events(api)
     await ctrl.stop()
 
 
 @running
-async def test_succeeded_pod_completes_the_job(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_succeeded_pod_completes_the_job(api: Api) -> None:
     ctrl = JobController(api)
     ctrl.start()
     api.create(JOBS, job())
     await settle(ctrl)
     (pod,) = job_pods(api)
-    api.set_phase("default", pod["metadata"]["name"], "Succeeded")
+    set_phase(api, "default", pod["metadata"]["name"], "Succeeded")
     await settle(ctrl)
     status = api.get(JOBS, "default", "job1")["status"]
     assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
     assert status["succeeded"] == 1 and status["completionTime"]
-    assert ("job1", "Normal", "Completed", "Job completed") in api.events
+    assert ("job1", "Normal", "Completed", "Job completed") in events(api)
     await ctrl.stop()
 
 
 @running
-async def test_active_deadline_deletes_pods_then_fails(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_active_deadline_deletes_pods_then_fails(api: Api) -> None:
     ctrl = JobController(api)
     ctrl.start()
     api.create(JOBS, job(activeDeadlineSeconds=1))
     await settle(ctrl)
     (pod,) = job_pods(api)
     name = pod["metadata"]["name"]
-    pod["spec"]["nodeName"] = "node"
-    api.update(PODS, pod)
-    api.set_phase("default", name, "Running")
+    api.bind("default", name, "node")
+    set_phase(api, "default", name, "Running")
     await asyncio.sleep(1.1)  # the deadline timer fires; no polling in between
     await settle(ctrl)
     status = api.get(JOBS, "default", "job1")["status"]
     assert [c["type"] for c in status["conditions"]] == ["FailureTarget"]
     assert status["terminating"] == 1
-    assert ("job1", "Normal", "SuccessfulDelete", f"Deleted pod: {name}") in api.events
-    api.kubelet_finish("default", name)  # the pod is gone only now
+    assert ("job1", "Normal", "SuccessfulDelete", f"Deleted pod: {name}") in events(api)
+    kubelet_finish(api, "default", name)  # the pod is gone only now
     await settle(ctrl)
     status = api.get(JOBS, "default", "job1")["status"]
     assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
         ("FailureTarget", "DeadlineExceeded"), ("Failed", "DeadlineExceeded")]
     assert status["failed"] == 1 and status["terminating"] == 0
     assert ("job1", "Warning", "DeadlineExceeded",
-            "Job was active longer than specified deadline") in api.events
+            "Job was active longer than specified deadline") in events(api)
     await ctrl.stop()
 
 
 @running
-async def test_rejected_pod_creation_is_reported_and_retried(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_rejected_pod_creation_is_reported_and_retried(api: Api) -> None:
     api.admission = admission.default_plugins()
     ctrl = fast(JobController(api))
     ctrl.start()
@@ -308,9 +199,9 @@ async def test_rejected_pod_creation_is_reported_and_retried(api: FakeApi) -> No
     await asyncio.sleep(0.05)
     message = ('Error creating: pods "job1-" is forbidden: error looking up service account '
                'default/foo: serviceaccount "foo" not found')
-    failures = [e for e in api.events if e[2] == "FailedCreate"]
-    assert failures[0] == ("job1", "Warning", "FailedCreate", message)
-    assert len(failures) > 1  # retried with back-off
+    (failure,) = [e for e in api.list(EVENTS)[0] if e["reason"] == "FailedCreate"]
+    assert (failure["type"], failure["message"]) == ("Warning", message)
+    assert failure["count"] > 1  # retried with back-off; the recorder folds the repeats
     api.create(SERVICE_ACCOUNTS, {"metadata": {"name": "foo", "namespace": "default"}})
     await asyncio.sleep(0.05)
     assert len(job_pods(api)) == 1
@@ -318,8 +209,7 @@ async def test_rejected_pod_creation_is_reported_and_retried(api: FakeApi) -> No
 
 
 @running
-async def test_quota_rejection_message(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_quota_rejection_message(api: Api) -> None:
     api.admission = admission.default_plugins()
     api.create(QUOTAS, {"metadata": {"name": "q", "namespace": "default"},
                         "spec": {"hard": {"pods": "0"}}})
@@ -327,7 +217,7 @@ async def test_quota_rejection_message(api: FakeApi) -> None:
     ctrl.start()
     api.create(JOBS, job())
     await settle(ctrl)
-    event = next(e for e in api.events if e[2] == "FailedCreate")
+    event = next(e for e in events(api) if e[2] == "FailedCreate")
     assert event[3].startswith('Error creating: pods "job1-')
     assert event[3].endswith('" is forbidden: exceeded quota: q, requested: pods=1, '
                              "used: pods=0, limited: pods=0")
@@ -344,8 +234,7 @@ def bare_pod(name: str, cpu: str | None = None, **spec: Any) -> dict[str, Any]:
 
 
 @running
-async def test_scheduler_binds_and_reports_insufficient_cpu(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_scheduler_binds_and_reports_insufficient_cpu(api: Api) -> None:
     sched = Scheduler(api, NodeOptions(cpu="2"))
     sched.start()
     assert api.get(NODES, None, "devcluster-node")["status"]["allocatable"]["cpu"] == "2"
@@ -355,7 +244,7 @@ async def test_scheduler_binds_and_reports_insufficient_cpu(api: FakeApi) -> Non
     assert big["spec"]["nodeName"] == "devcluster-node"
     assert big["status"]["conditions"][0]["type"] == "PodScheduled"
     assert ("big", "Normal", "Scheduled",
-            "Successfully assigned default/big to devcluster-node") in api.events
+            "Successfully assigned default/big to devcluster-node") in events(api)
     api.create(PODS, bare_pod("second", "1"))
     await settle(sched)
     message = ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are "
@@ -365,21 +254,20 @@ async def test_scheduler_binds_and_reports_insufficient_cpu(api: FakeApi) -> Non
     (cond,) = second["status"]["conditions"]
     assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Unschedulable",
                                                                  message)
-    assert ("second", "Warning", "FailedScheduling", message) in api.events
-    api.set_phase("default", "big", "Succeeded")  # frees the cpu: the pod is retried
+    assert ("second", "Warning", "FailedScheduling", message) in events(api)
+    set_phase(api, "default", "big", "Succeeded")  # frees the cpu: the pod is retried
     await settle(sched)
     assert api.get(PODS, "default", "second")["spec"]["nodeName"] == "devcluster-node"
     await sched.stop()
 
 
 @running
-async def test_scheduler_node_selector_mismatch(api: FakeApi) -> None:
-    with_namespace(api)
+async def test_scheduler_node_selector_mismatch(api: Api) -> None:
     sched = Scheduler(api)
     sched.start()
     api.create(PODS, bare_pod("picky", nodeSelector={"disk": "ssd"}))
     await settle(sched)
-    assert api.events[-1][3] == (
+    assert events(api)[-1][3] == (
         "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
         "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
     await sched.stop()
@@ -395,7 +283,7 @@ def owned(name: str, owner: dict[str, Any], block: bool = True) -> dict[str, Any
 
 
 @running
-async def test_foreground_deletion_removes_dependents_first(api: FakeApi) -> None:
+async def test_foreground_deletion_removes_dependents_first(api: Api) -> None:
     gc = GarbageCollector(api)
     gc.start()
     owner = api.create(JOBS, job())
@@ -404,19 +292,19 @@ async def test_foreground_deletion_removes_dependents_first(api: FakeApi) -> Non
     await settle(gc)
     assert "deletionTimestamp" in api.get(PODS, "default", "p1")["metadata"]
     assert api.get(JOBS, "default", "job1")["metadata"]["finalizers"] == ["foregroundDeletion"]
-    api.kubelet_finish("default", "p1")
+    kubelet_finish(api, "default", "p1")
     await settle(gc)
     assert api.list(JOBS)[0] == []
     await gc.stop()
 
 
 @running
-async def test_background_and_orphan_propagation(api: FakeApi) -> None:
+async def test_background_and_orphan_propagation(api: Api) -> None:
     gc = GarbageCollector(api)
     gc.start()
     first = api.create(JOBS, job("first"))
     api.create(PODS, owned("a", first))
-    api.delete(JOBS, "default", "first")  # Background: owner gone at once
+    api.delete(JOBS, "default", "first", propagation_policy="Background")  # gone at once
     await settle(gc)
     assert "deletionTimestamp" in api.get(PODS, "default", "a")["metadata"]
     second = api.create(JOBS, job("second"))
@@ -430,7 +318,7 @@ async def test_background_and_orphan_propagation(api: FakeApi) -> None:
 
 
 @running
-async def test_dependents_of_missing_owners_are_collected_at_start(api: FakeApi) -> None:
+async def test_dependents_of_missing_owners_are_collected_at_start(api: Api) -> None:
     api.create(PODS, owned("stray", {"metadata": {"name": "gone", "uid": "nope"}}))
     gc = GarbageCollector(api)
     gc.start()
@@ -441,7 +329,7 @@ async def test_dependents_of_missing_owners_are_collected_at_start(api: FakeApi)
 
 # -- TTL, namespaces, quota status -------------------------------------------------------------
 @running
-async def test_ttl_deletes_finished_job_in_the_foreground(api: FakeApi) -> None:
+async def test_ttl_deletes_finished_job_in_the_foreground(api: Api) -> None:
     ttl = TTLAfterFinishedController(api)
     ttl.start()
     api.create(JOBS, job(ttlSecondsAfterFinished=2))
@@ -463,7 +351,7 @@ async def test_ttl_deletes_finished_job_in_the_foreground(api: FakeApi) -> None:
 
 
 @running
-async def test_namespace_default_account_and_deletion(api: FakeApi) -> None:
+async def test_namespace_default_account_and_deletion(api: Api) -> None:
     ctrl = NamespaceController(api, root_ca_pem="PEM")
     ctrl.start()
     api.create(NAMESPACES, {"metadata": {"name": "team"},
@@ -479,14 +367,14 @@ async def test_namespace_default_account_and_deletion(api: FakeApi) -> None:
     assert ns["status"]["phase"] == "Terminating"
     remaining = {c["type"]: c for c in ns["status"]["conditions"]}["NamespaceContentRemaining"]
     assert remaining["message"] == "Some resources are remaining: pods. has 1 resource instances"
-    api.kubelet_finish("team", "p")
+    kubelet_finish(api, "team", "p")
     await settle(ctrl)
-    assert api.list(NAMESPACES)[0] == []
+    assert [n["metadata"]["name"] for n in api.list(NAMESPACES)[0]] == ["default"]
     await ctrl.stop()
 
 
 @running
-async def test_quota_status_follows_usage(api: FakeApi) -> None:
+async def test_quota_status_follows_usage(api: Api) -> None:
     ctrl = ResourceQuotaController(api)
     ctrl.start()
     api.create(QUOTAS, {"metadata": {"name": "q", "namespace": "default"},

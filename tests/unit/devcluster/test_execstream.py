@@ -35,6 +35,7 @@ pytestmark = pytest.mark.timeout(60)
 
 PY = sys.executable
 V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
+REFUSED = "--refused-by-the-kubelet--"
 
 
 # -- server ---------------------------------------------------------------------------------
@@ -73,6 +74,10 @@ class Server:
         return runner, runner.addresses[0][1]
 
     async def _spawn(self, argv: list[str], tty: bool) -> asyncio.subprocess.Process:
+        if argv == [REFUSED]:  # what the kubelet answers for a container that is not running
+            message = 'unable to upgrade connection: container not found ("main")'
+            raise errors.ApiError(500, "InternalError", f"Internal error occurred: {message}",
+                                  {"causes": [{"message": message}]})
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -349,6 +354,17 @@ def test_start_failure_is_an_internal_error(server: Server) -> None:
     )
     v5 = status_of(run(server, ["/nonexistent/binary"]))
     assert v5["message"].startswith("Internal error occurred: Internal error occurred: ")
+
+
+def test_refused_stream_reports_the_api_error_as_it_is(server: Server) -> None:
+    for protocol in (V5, V4):
+        status = status_of(run(server, [REFUSED], protocol=protocol))
+        assert status == {
+            "metadata": {}, "status": "Failure", "code": 500, "reason": "InternalError",
+            "message": 'Internal error occurred: unable to upgrade connection: container not '
+                       'found ("main")',
+            "details": {"causes": [{"message": 'unable to upgrade connection: container not '
+                                               'found ("main")'}]}}
 
 
 # -- protocol negotiation -------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""The kubelet against a minimal in-test Api and the real runtime."""
+"""The kubelet against the real in-process API and the real runtime."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,91 +12,35 @@ from typing import Any
 import pytest
 
 from sandboxkit.devcluster import errors
+from sandboxkit.devcluster.api import Api
 from sandboxkit.devcluster.images import ImageTable
 from sandboxkit.devcluster.kubelet import Kubelet, expand, go_duration, qos_class
 from sandboxkit.devcluster.podlogs import LogOptions
 from sandboxkit.devcluster.resources import ResourceType, lookup
-from sandboxkit.devcluster.runtime import ContainerRuntime
+from sandboxkit.devcluster.runtime import ContainerRuntime, ContainerStartError
 
 PODS = lookup("", "v1", "pods")
 assert PODS is not None
+EVENTS = lookup("", "v1", "events")
+assert EVENTS is not None
 
 
-class FakeApi:
-    """Just enough of Api: a dict store, change listeners, events."""
+def kubelet_events(api: Api, pod: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(pod, type, reason, message) of the kubelet's Events, in the order last recorded."""
+    items = sorted(api.list(EVENTS)[0], key=lambda e: int(e["metadata"]["resourceVersion"]))
+    return [(e["involvedObject"]["name"], e["type"], e["reason"], e["message"]) for e in items
+            if e["source"]["component"] == "kubelet"
+            and (pod is None or e["involvedObject"]["name"] == pod)]
 
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.listeners: list[Callable[[str, ResourceType, dict[str, Any]], None]] = []
-        self.events: list[tuple[str, str, str, str]] = []
-        self.rv = 0
-        self.final_deletes: list[str] = []
 
-    def _notify(self, kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener(kind, rt, copy.deepcopy(obj))
+def reasons(api: Api, pod: str) -> list[str]:
+    return [e[2] for e in kubelet_events(api, pod)]
 
-    def subscribe(self, listener: Callable[[str, ResourceType, dict[str, Any]], None]) -> None:
-        self.listeners.append(listener)
 
-    def get(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
-        try:
-            return copy.deepcopy(self.objects[(rt.plural, ns, name)])
-        except KeyError:
-            raise errors.not_found(rt.plural, rt.group, name) from None
-
-    def list(self, rt: ResourceType, *_: Any) -> tuple[list[dict[str, Any]], str]:
-        return [copy.deepcopy(o) for k, o in self.objects.items() if k[0] == rt.plural], "1"
-
-    def create(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
-        self.rv += 1
-        meta = obj["metadata"]
-        meta.setdefault("namespace", "default")
-        meta.update(uid=f"uid-{meta['name']}-{self.rv}", resourceVersion=str(self.rv))
-        self.objects[(rt.plural, meta["namespace"], meta["name"])] = obj
-        self._notify("ADDED", rt, obj)
-        return obj
-
-    def update(self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None
-               ) -> dict[str, Any]:
-        key = (rt.plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
-        assert subresource == "status"
-        current = self.objects[key]
-        if obj["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
-            raise errors.conflict(rt.plural, rt.group, key[2], "stale")
-        self.rv += 1
-        current = {**current, "status": copy.deepcopy(obj["status"])}
-        current["metadata"] = {**current["metadata"], "resourceVersion": str(self.rv)}
-        self.objects[key] = current
-        self._notify("MODIFIED", rt, current)
-        return copy.deepcopy(current)
-
-    def delete(self, rt: ResourceType, ns: str, name: str, *,
-               grace_period_seconds: int | None = None) -> dict[str, Any]:
-        key = (rt.plural, ns, name)
-        obj = self.objects[key]
-        if grace_period_seconds == 0 or obj.get("status", {}).get("phase") in (
-                "Succeeded", "Failed"):
-            del self.objects[key]
-            self.final_deletes.append(name)
-            self._notify("DELETED", rt, obj)
-            return obj
-        grace = obj["spec"].get("terminationGracePeriodSeconds", 30)
-        if grace_period_seconds is not None:
-            grace = grace_period_seconds
-        obj["metadata"].update(deletionTimestamp="2030-01-01T00:00:00Z",
-                               deletionGracePeriodSeconds=grace)
-        self._notify("MODIFIED", rt, obj)
-        return obj
-
-    def record_event(self, obj: dict[str, Any], type_: str, reason: str, message: str,
-                     component: str) -> None:
-        assert component == "kubelet"
-        self.events.append((obj["metadata"]["name"], type_, reason, message))
-
-    def reasons(self, pod: str) -> list[str]:
-        return [e[2] for e in self.events if e[0] == pod]
+def times_recorded(api: Api, pod: str, reason: str) -> int:
+    """How often an event happened: the recorder folds repeats into ``count``."""
+    return sum(e.get("count", 1) for e in api.list(EVENTS)[0]
+               if e["involvedObject"]["name"] == pod and e["reason"] == reason)
 
 
 def pod(name: str, command: list[str] | None, image: str = "busybox:1.36",
@@ -111,15 +54,15 @@ def pod(name: str, command: list[str] | None, image: str = "busybox:1.36",
                      "terminationGracePeriodSeconds": 1, "containers": [container], **spec}}
 
 
-Scenario = Callable[[FakeApi, Kubelet], Awaitable[None]]
+Scenario = Callable[[Api, Kubelet], Awaitable[None]]
 
 
 def run(tmp_path: Path, scenario: Scenario) -> None:
     async def main() -> None:
-        api = FakeApi()
+        api = Api()
         runtime = ContainerRuntime(tmp_path / "node")
-        kubelet = Kubelet(api, runtime, ImageTable(), image_backoff=0.4,  # type: ignore[arg-type]
-                          crash_backoff=0.3, api_port=6443)
+        kubelet = Kubelet(api, runtime, ImageTable(), image_backoff=0.4, crash_backoff=0.3,
+                          api_port=6443)
         kubelet.start()
         try:
             await asyncio.wait_for(scenario(api, kubelet), 30)
@@ -130,15 +73,39 @@ def run(tmp_path: Path, scenario: Scenario) -> None:
     asyncio.run(main())
 
 
-async def until(api: FakeApi, name: str, check: Callable[[dict[str, Any]], bool],
+async def until(api: Api, name: str, check: Callable[[dict[str, Any]], bool],
                 timeout: float = 10) -> dict[str, Any]:
+    """The pod once ``check`` holds, re-examined after each change to it (no polling)."""
+    changed = asyncio.Event()
+
+    def on_change(_: str, rt: ResourceType, obj: dict[str, Any]) -> None:
+        if rt is PODS and obj["metadata"]["name"] == name:
+            changed.set()
+
+    api.subscribe(on_change)
     deadline = time.monotonic() + timeout
     while True:
         obj = api.get(PODS, "default", name)
         if check(obj):
             return obj
-        assert time.monotonic() < deadline, f"{name}: {obj.get('status')}"
-        await asyncio.sleep(0.05)
+        changed.clear()
+        try:
+            await asyncio.wait_for(changed.wait(), deadline - time.monotonic())
+        except TimeoutError:
+            raise AssertionError(f"{name}: {obj.get('status')}") from None
+
+
+async def deleted(api: Api, name: str, timeout: float = 10) -> None:
+    """Return once the pod has left storage."""
+    gone = asyncio.Event()
+
+    def on_change(kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
+        if kind == "DELETED" and rt is PODS and obj["metadata"]["name"] == name:
+            gone.set()
+
+    api.subscribe(on_change)
+    if any(p["metadata"]["name"] == name for p in api.list(PODS, "default")[0]):
+        await asyncio.wait_for(gone.wait(), timeout)
 
 
 def phase(p: dict[str, Any]) -> str | None:
@@ -150,7 +117,7 @@ def state(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_pod_runs_to_completion(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("ok", ["sh", "-c", 'echo "$POD_NAME $HOSTNAME '
                                               '$KUBERNETES_SERVICE_PORT"'],
                              container={"env": [{"name": "POD_NAME", "valueFrom": {
@@ -168,9 +135,9 @@ def test_pod_runs_to_completion(tmp_path: Path) -> None:
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["Ready"]["reason"] == "PodCompleted"
         assert conditions["PodScheduled"]["status"] == "True"
-        assert api.reasons("ok") == ["Pulling", "Pulled", "Created", "Started"]
+        assert reasons(api, "ok") == ["Pulling", "Pulled", "Created", "Started"]
         assert any(e[3].startswith('Successfully pulled image "busybox:1.36" in ')
-                   for e in api.events)
+                   for e in kubelet_events(api))
         chunks = [c async for c in kubelet.stream_logs(done, "main", LogOptions())]
         assert b"".join(chunks) == b"ok ok 6443\n"
 
@@ -178,39 +145,36 @@ def test_pod_runs_to_completion(tmp_path: Path) -> None:
 
 
 def test_running_pod_exec_and_graceful_deletion(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("idle", ["sh", "-c", "echo ready > /tmp/flag; exec sleep 60"],
                              policy="Always"))
         running = await until(api, "idle", lambda p: phase(p) == "Running")
         assert "running" in state(running)
         assert all(c["status"] == "True" for c in running["status"]["conditions"])
         await asyncio.sleep(0.2)
-        proc = await kubelet.exec_in(running, "main", ["cat", "/tmp/flag"])
+        container = kubelet.check_exec(running, None)
+        proc = await kubelet.start_exec(running, container, ["cat", "/tmp/flag"])
         assert (await proc.communicate())[0] == b"ready\n"
 
         with pytest.raises(errors.ApiError) as exc:
-            await kubelet.exec_in(running, "other", ["true"])
+            kubelet.check_exec(running, "other")
         assert (exc.value.code, exc.value.message) == (
             400, "container other is not valid for pod idle")
-        with pytest.raises(errors.ApiError) as exc:
-            await kubelet.exec_in(running, "main", ["no-such-cmd"])
-        assert exc.value.code == 500
-        assert 'exec: "no-such-cmd": executable file not found in $PATH' in exc.value.message
+        with pytest.raises(ContainerStartError) as start:
+            await kubelet.start_exec(running, "main", ["no-such-cmd"])
+        assert str(start.value) == 'exec: "no-such-cmd": executable file not found in $PATH'
 
         api.delete(PODS, "default", "idle")
-        deadline = time.monotonic() + 10
-        while "idle" not in api.final_deletes:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        assert "Killing" in api.reasons("idle")
-        assert ("idle", "Normal", "Killing", "Stopping container main") in api.events
+        await deleted(api, "idle")
+        assert "Killing" in reasons(api, "idle")
+        assert ("idle", "Normal", "Killing", "Stopping container main") in kubelet_events(api)
         assert not (tmp_path / "node" / running["metadata"]["uid"]).exists()
 
     run(tmp_path, scenario)
 
 
 def test_image_pull_failure_backs_off(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("img", ["true"], image="doesnotexist/image"))
         pulled = await until(api, "img", lambda p: "ErrImagePull" in str(p.get("status")))
         waiting = state(pulled)["waiting"]
@@ -222,10 +186,10 @@ def test_image_pull_failure_backs_off(tmp_path: Path) -> None:
             "reason": "ImagePullBackOff", "message": 'Back-off pulling image "doesnotexist/image"'}
         assert phase(backoff) == "Pending"
         await asyncio.sleep(1.0)
-        assert api.reasons("img").count("Pulling") >= 2  # it keeps retrying
-        assert ("img", "Warning", "Failed", "Error: ErrImagePull") in api.events
+        assert times_recorded(api, "img", "Pulling") >= 2  # it keeps retrying
+        assert ("img", "Warning", "Failed", "Error: ErrImagePull") in kubelet_events(api)
         assert ("img", "Normal", "BackOff", 'Back-off pulling image "doesnotexist/image"'
-                ) in api.events
+                ) in kubelet_events(api)
         with pytest.raises(errors.ApiError) as exc:
             kubelet.log_path(backoff, "main")
         assert exc.value.message.startswith('container "main" in pod "img" is waiting to start')
@@ -234,7 +198,7 @@ def test_image_pull_failure_backs_off(tmp_path: Path) -> None:
 
 
 def test_invalid_image_and_missing_command(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("inv", ["true"], image="busybox:"))
         api.create(PODS, pod("nf", ["no-such-binary"]))
         api.create(PODS, pod("nocmd", None))
@@ -242,7 +206,7 @@ def test_invalid_image_and_missing_command(tmp_path: Path) -> None:
         assert state(inv)["waiting"]["message"] == (
             'Failed to apply default image tag "busybox:": couldn\'t parse image name '
             '"busybox:": invalid reference format')
-        assert api.reasons("inv") == ["InspectFailed", "Failed"]
+        assert reasons(api, "inv") == ["InspectFailed", "Failed"]
         nf = await until(api, "nf", lambda p: phase(p) == "Failed")
         term = state(nf)["terminated"]
         assert (term["exitCode"], term["reason"]) == (128, "StartError")
@@ -255,7 +219,7 @@ def test_invalid_image_and_missing_command(tmp_path: Path) -> None:
 
 
 def test_crash_loop_and_previous_logs(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("crash", ["sh", "-c", "echo run; exit 2"], policy="Always"))
         looping = await until(api, "crash", lambda p: "CrashLoopBackOff" in str(p.get("status")))
         cs = looping["status"]["containerStatuses"][0]
@@ -264,7 +228,7 @@ def test_crash_loop_and_previous_logs(tmp_path: Path) -> None:
         assert cs["state"]["waiting"]["message"].startswith("back-off 300ms restarting failed "
                                                             "container=main pod=crash_default(")
         assert phase(looping) == "Running"
-        assert "BackOff" in api.reasons("crash")
+        assert "BackOff" in reasons(api, "crash")
         previous = kubelet.log_path(looping, "main", previous=True)
         assert previous is not None and previous.read_bytes().endswith(b" stdout F run\n")
 
@@ -272,7 +236,7 @@ def test_crash_loop_and_previous_logs(tmp_path: Path) -> None:
 
 
 def test_active_deadline_and_config_errors(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         api.create(PODS, pod("dl", ["sleep", "60"], activeDeadlineSeconds=1))
         env = [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "b"}}},
@@ -284,8 +248,8 @@ def test_active_deadline_and_config_errors(tmp_path: Path) -> None:
         cm = lookup("", "v1", "configmaps")
         secret = lookup("", "v1", "secrets")
         assert cm is not None and secret is not None
-        api.create(cm, {"metadata": {"name": "cfg"}, "data": {"a": "x"}})
-        api.create(secret, {"metadata": {"name": "sec"},
+        api.create(cm, {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"a": "x"}})
+        api.create(secret, {"metadata": {"name": "sec", "namespace": "default"},
                             "data": {"b": base64.b64encode(b"y").decode()}})
         done = await until(api, "cfg", lambda p: phase(p) == "Succeeded")
         out = b"".join([c async for c in kubelet.stream_logs(done, None, LogOptions())])
@@ -293,7 +257,7 @@ def test_active_deadline_and_config_errors(tmp_path: Path) -> None:
 
         failed = await until(api, "dl", lambda p: phase(p) == "Failed")
         assert failed["status"]["reason"] == "DeadlineExceeded"
-        assert "DeadlineExceeded" in api.reasons("dl")
+        assert "DeadlineExceeded" in reasons(api, "dl")
 
     run(tmp_path, scenario)
 
@@ -311,18 +275,18 @@ def test_helpers() -> None:
 
 
 def test_log_and_exec_preconditions(tmp_path: Path) -> None:
-    async def scenario(api: FakeApi, kubelet: Kubelet) -> None:
+    async def scenario(api: Api, kubelet: Kubelet) -> None:
         unbound = pod("unbound", ["true"])
         unbound["spec"].pop("nodeName")
         unbound["metadata"]["uid"] = "u1"
         with pytest.raises(errors.ApiError) as exc:
-            await kubelet.exec_in(unbound, "main", ["true"])
+            kubelet.check_exec(unbound, "main")
         assert exc.value.message == "pod unbound does not have a host assigned"
         assert kubelet.log_path(unbound, "main") is None
         ghost = pod("ghost", ["true"])
         ghost["metadata"]["uid"] = "u2"
         with pytest.raises(errors.ApiError) as exc:
-            await kubelet.exec_in(ghost, None, ["true"])
+            await kubelet.start_exec(ghost, kubelet.check_exec(ghost, None), ["true"])
         assert exc.value.message == (
             'Internal error occurred: unable to upgrade connection: container not found ("main")')
         with pytest.raises(errors.ApiError) as exc:

@@ -142,7 +142,11 @@ def test_escaped_field_value() -> None:
 
 @pytest.mark.parametrize(("kind", "text", "message"), [
     ("Pod", "spec.foo=x", "field label not supported: spec.foo"),
-    ("ConfigMap", "spec.nodeName=x", "field label not supported: spec.nodeName"),
+    # kinds without a field label conversion of their own refuse with the default wording
+    ("ConfigMap", "spec.nodeName=x",
+     '"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"'),
+    ("Job", "spec.parallelism=1", 'field label "spec.parallelism" not supported for Job'),
+    ("Node", "metadata.namespace=x", "field label not supported: metadata.namespace"),
     ("Pod", "metadata.name", "invalid selector: 'metadata.name'; can't understand "
                              "'metadata.name'"),
     ("Pod", "metadata.name=a=b", "invalid field selector: unescaped character in value: 61"),

@@ -1,0 +1,148 @@
+"""The Sandbox contract every backend implements, and the parts they share.
+
+Why an abstract class rather than a Protocol: the contract's semantics (``check=True``,
+per-call env and workdir, ``with`` doing init and teardown, what a timeout raises) are
+written once here, so a new backend implements one primitive, :meth:`Sandbox._execute`, plus
+the lifecycle and file methods, and the contract test suite holds it to the same behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Self
+
+from ..config import SandboxConfig
+from ..errors import ConfigError
+from ..models import CommandResult, SandboxStatus
+
+__all__ = ["OutputCallback", "Sandbox", "Stdin", "command_argv"]
+
+OutputCallback = Callable[[bytes], object]
+Stdin = str | bytes
+# The `cd` runs in a shell whose only inputs are positional parameters: the workdir and the
+# argv to exec are data, never spliced into shell source.
+_CD_SCRIPT = 'cd "$1" || exit; shift; exec "$@"'
+
+
+def command_argv(
+    cmd: str, *, env: Mapping[str, str] | None = None, workdir: str | None = None,
+    shell: str = "/bin/sh",
+) -> list[str]:
+    """The argv that runs ``cmd`` with ``shell -c``, with ``env`` set and in ``workdir``.
+
+    Nothing user-supplied becomes shell source except ``cmd`` itself: variables go through
+    ``env NAME=VALUE`` arguments and the directory through ``"$1"`` of a fixed script, so a
+    value such as ``$(rm -rf /)`` or ``a b'c`` arrives byte for byte.
+    """
+    argv = [shell, "-c", cmd]
+    if env:
+        assignments = []
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name or name.startswith("-"):
+                raise ConfigError("env", name, "not a valid environment variable name",
+                                  "CI=1")
+            if "\0" in str(value):
+                raise ConfigError(f"env[{name}]", value, "contains a NUL byte", "1")
+            assignments.append(f"{name}={value}")
+        argv = ["env", *assignments, *argv]
+    if workdir:
+        if "\0" in workdir:
+            raise ConfigError("workdir", workdir, "contains a NUL byte", "/workspace")
+        # A relative directory starting with '-' would read as an option to `cd`.
+        safe = f"./{workdir}" if workdir.startswith("-") else workdir
+        argv = [shell, "-c", _CD_SCRIPT, "sandboxkit-cd", safe, *argv]
+    return argv
+
+
+class Sandbox(ABC):
+    """A disposable place to run shell commands and copy files.
+
+    Lifecycle: construct (no I/O), :meth:`init` (create and wait until ready), commands and
+    file copies, :meth:`teardown`. ``with`` does ``init()`` on entry (if not done yet) and
+    ``teardown()`` on exit, even when the block raises. A command that exits non-zero is a
+    result, not an exception, unless ``check=True``.
+    """
+
+    config: SandboxConfig
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The sandbox's name, unique in its namespace."""
+
+    @abstractmethod
+    def init(self) -> Self:
+        """Create the sandbox and wait until commands can run; idempotent."""
+
+    @abstractmethod
+    def status(self) -> SandboxStatus:
+        """A snapshot of the sandbox's state; never raises because the sandbox is gone."""
+
+    @abstractmethod
+    def teardown(self, wait: bool = False) -> None:
+        """Delete the sandbox; idempotent. ``wait=True`` returns only once it is gone."""
+
+    # --- commands -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _execute(
+        self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
+        workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
+        on_stderr: OutputCallback | None,
+    ) -> CommandResult:
+        """Run ``cmd`` with ``/bin/sh -c``; raise CommandTimeout after ``timeout`` seconds
+        (None: the config's ``command_timeout``) once the process is killed."""
+
+    def run_command(
+        self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
+        workdir: str | None = None, stdin: Stdin | None = None, check: bool = False,
+    ) -> CommandResult:
+        """Run ``cmd`` through ``/bin/sh -c`` and return its result.
+
+        ``env`` adds variables for this command, ``workdir`` runs it there, ``stdin`` is sent
+        and then closed (EOF). ``check=True`` raises :class:`CommandFailed` for a non-zero
+        exit. A timeout kills the command and raises :class:`CommandTimeout`.
+        """
+        result = self._execute(cmd, timeout=timeout, env=env, workdir=workdir, stdin=stdin,
+                               on_stdout=None, on_stderr=None)
+        return result.check_returncode() if check else result
+
+    def stream(
+        self, cmd: str, *, on_stdout: OutputCallback | None, on_stderr: OutputCallback | None,
+        timeout: float | None = None, env: Mapping[str, str] | None = None,
+        workdir: str | None = None, stdin: Stdin | None = None,
+    ) -> CommandResult:
+        """Like :meth:`run_command`, calling ``on_stdout``/``on_stderr`` with each chunk of
+        bytes as it arrives -- all of it, even beyond the output limit the result keeps."""
+        return self._execute(cmd, timeout=timeout, env=env, workdir=workdir, stdin=stdin,
+                             on_stdout=on_stdout, on_stderr=on_stderr)
+
+    # --- files ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
+        """Copy a local file or directory tree into the sandbox (binary-safe, with modes).
+
+        ``remote_path`` is the path the source becomes; ending in ``/`` it is a directory the
+        source is copied into under its own name.
+        """
+
+    @abstractmethod
+    def download(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
+        """Copy a file or directory tree out of the sandbox; the mirror of :meth:`upload`."""
+
+    # --- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.init()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.teardown()

@@ -1,0 +1,617 @@
+"""A sandbox Job's life: create it, wait (by watch) until its pod runs, delete it.
+
+Why watches and not polling: a watch started from the create's resourceVersion sees every
+change of the Job's pod and every event about the Job in order and without a gap, so
+``init()`` returns the moment the pod is Running and fails the moment Kubernetes says why it
+never will be -- an image that cannot be pulled, no node that fits, a quota or a missing
+ServiceAccount that stops the Job controller creating the pod at all. Those failures surface
+in different places, so two watches are involved:
+
+- pods with the Job's label selector, on the calling thread: container waiting reasons
+  (ErrImagePull, ImagePullBackOff, InvalidImageName) and the PodScheduled condition
+  (Unschedulable);
+- events with ``involvedObject.uid`` = the Job, in a thread with its own ApiClient, started
+  only while no pod exists: FailedCreate from the Job controller (``exceeded quota``,
+  ``serviceaccount "x" not found``). It cuts the pod watch short when it finds one.
+
+A watch that the server ends is resumed from the last resourceVersion seen; one that answers
+410 Gone (the version fell out of the server's history) is resumed by listing again.
+Responses are read as raw JSON lines: nothing here needs the client's models, and skipping
+their deserialization keeps ``init()`` as fast as a hand-written create-and-watch script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ...errors import (
+    ImagePullError,
+    PermissionDenied,
+    QuotaExceeded,
+    SandboxError,
+    SandboxStartupError,
+    ServiceAccountMissing,
+    StartupTimeout,
+    Unschedulable,
+)
+from ...manifests import CONTAINER_NAME, sandbox_selector
+from .client import Connection
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = [
+    "IMAGE_PULL_REASONS",
+    "RBAC_MANIFEST",
+    "JobRef",
+    "api_error",
+    "create_job",
+    "delete_job",
+    "describe_pod_problem",
+    "pod_events",
+    "request_json",
+    "wait_gone",
+    "wait_running",
+    "watch",
+]
+
+RBAC_MANIFEST = "k8s/rbac/k8s.yaml"
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+     "RegistryUnavailable"}
+)
+# Waiting reasons after which the container will never start without a change to the spec.
+FATAL_WAITING_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+     "CrashLoopBackOff"}
+)
+# Without a pod after this long, the Job's events are watched too (see _JobEventWatcher).
+EVENT_WATCH_DELAY = 0.3
+# A watch whose connection breaks is resumed; this many breaks in a row is an outage.
+MAX_BROKEN_STREAMS = 5
+# One watch request lasts at most this long; the server ends it and we resume from the last
+# resourceVersion. Short enough that an abandoned watch never lingers for long.
+WATCH_CHUNK_SECONDS = 60
+
+_FORBIDDEN = re.compile(
+    r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]*)"'
+    r'(?: in API group "(?P<group>[^"]*)")?'
+    r'(?: in the namespace "(?P<namespace>[^"]*)"| at the cluster scope)?'
+)
+_MISSING_SA = re.compile(r'serviceaccount "(?P<name>[^"]+)" not found')
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """The Job behind a sandbox; ``uid`` tells it apart from a later Job of the same name.
+
+    ``selector`` finds its pods: the Job's own ``spec.selector`` (``controller-uid``), which
+    holds for any Job, not only those sandboxkit labelled.
+    """
+
+    name: str
+    namespace: str
+    uid: str
+    selector: str
+
+    @classmethod
+    def from_job(cls, job: dict[str, Any]) -> JobRef:
+        meta = job.get("metadata", {})
+        match = (job.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        return cls(meta.get("name", ""), meta.get("namespace", ""), meta.get("uid", ""),
+                   selector or sandbox_selector(meta.get("name", "")))
+
+
+# --- API calls and their errors -----------------------------------------------------------
+
+
+def _status_of(exc: Exception) -> tuple[int, dict[str, Any]]:
+    status = int(getattr(exc, "status", 0) or 0)
+    body = getattr(exc, "body", None)
+    try:
+        parsed = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        parsed = {}
+    return status, parsed if isinstance(parsed, dict) else {}
+
+
+def api_error(exc: Exception, *, sandbox: str = "") -> Exception:
+    """Translate an ApiException into the typed error a caller can act on.
+
+    403 becomes :class:`PermissionDenied` with the verb, resource, namespace and identity
+    parsed from the Status message the RBAC authorizer writes (``User "u" cannot create
+    resource "jobs" in API group "batch" in the namespace "ns"``), or
+    :class:`QuotaExceeded` when it was quota admission that refused. Anything else is
+    returned unchanged.
+    """
+    status, body = _status_of(exc)
+    message = str(body.get("message") or getattr(exc, "reason", "") or exc)
+    if status == 403 and "exceeded quota" in message:
+        return QuotaExceeded(f"a ResourceQuota refused the sandbox: {message}",
+                             sandbox=sandbox, reason="Forbidden")
+    if status != 403:
+        return exc
+    match = _FORBIDDEN.search(message)
+    if not match:
+        return PermissionDenied(f"forbidden: {message}")
+    group = match.group("group") or ""
+    resource = match.group("resource")
+    qualified = f"{resource}.{group}" if group else resource
+    namespace = match.group("namespace") or ""
+    verb, user = match.group("verb"), match.group("user")
+    where = f"in namespace {namespace}" if namespace else "at cluster scope"
+    ns_flag = f" -n {namespace}" if namespace else ""
+    return PermissionDenied(
+        f"{user} may not {verb} {qualified} {where}. Grant the sandbox RBAC "
+        f"(kubectl apply{ns_flag} -f {RBAC_MANIFEST}) or check with "
+        f"`kubectl auth can-i {verb} {qualified}{ns_flag}`. The API said: {message}",
+        verb=verb, resource=qualified, namespace=namespace, identity=user,
+    )
+
+
+def _raise_translated(exc: Exception) -> NoReturn:
+    translated = api_error(exc)
+    if translated is exc:
+        raise exc
+    raise translated from exc
+
+
+def request_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a generated API method and return its JSON body as a dict, errors translated.
+
+    Dicts rather than models: the same shapes as watch events, and no deserialization cost.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        response = call(*args, _preload_content=False, **kwargs)
+    except ApiException as exc:
+        _raise_translated(exc)
+    try:
+        return json.loads(response.data or b"{}")
+    finally:
+        response.release_conn()
+
+
+def create_job(conn: Connection, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the Job; a name already taken says how to take the sandbox over instead."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = manifest["metadata"]["name"]
+    try:
+        return request_json(conn.batch().create_namespaced_job, namespace, manifest)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise SandboxError(
+                f"a Job named {name} already exists in namespace {namespace}: take it over "
+                f"with KubernetesSandbox.attach({name!r}, namespace={namespace!r}) or choose "
+                "another name"
+            ) from exc
+        if exc.status == 404:
+            raise SandboxError(f"namespace {namespace} does not exist") from exc
+        raise
+
+
+def delete_job(conn: Connection, job: JobRef) -> bool:
+    """Delete the Job and (Foreground) its pod; False when it was already gone.
+
+    The uid precondition makes a late teardown harmless: it never deletes a newer Job that
+    reuses the name (the API answers 409, read here as "ours is gone").
+    """
+    from kubernetes.client import V1DeleteOptions, V1Preconditions
+    from kubernetes.client.exceptions import ApiException
+
+    options = V1DeleteOptions(propagation_policy="Foreground",
+                              preconditions=V1Preconditions(uid=job.uid) if job.uid else None)
+    try:
+        request_json(conn.batch().delete_namespaced_job, job.name, job.namespace, body=options)
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+# --- watches ------------------------------------------------------------------------------
+
+ListCall = Callable[["ApiClient"], Callable[..., Any]]
+
+
+class _Stream:
+    """Holds the response a watch is reading so another thread can cut it short."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._response: Any = None
+        self.stopped = False
+
+    def attach(self, response: Any) -> None:
+        with self._lock:
+            self._response = response
+            stopped = self.stopped
+        if stopped:
+            self._close(response)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            response = self._response
+        if response is not None:
+            self._close(response)
+
+    @staticmethod
+    def _close(response: Any) -> None:
+        # shutdown() unblocks a read in progress in another thread (urllib3 >= 2.3); close()
+        # then drops the connection: half-read, it must not go back to the pool.
+        with contextlib.suppress(Exception):
+            shutdown = getattr(response, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        with contextlib.suppress(Exception):
+            response.close()
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line
+
+
+def watch(
+    list_call: Callable[..., Any], *args: Any, resource_version: str | None,
+    deadline: float, stream: _Stream | None = None, **kwargs: Any,
+) -> Iterator[tuple[str, Any]]:
+    """Yield ``(type, object)`` until ``deadline``, surviving server timeouts and 410.
+
+    Without ``resource_version`` it lists first. Every list -- the first one and the relist
+    after a 410 -- is yielded as ``("SYNC", items)``: the complete current set, so a consumer
+    tracking deletions learns what vanished while it could not watch. Objects are dicts.
+    """
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    stream = stream or _Stream()
+
+    def relist() -> str:
+        listing = request_json(list_call, *args, **kwargs)
+        pending.append(("SYNC", listing.get("items") or []))
+        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+
+    pending: list[tuple[str, Any]] = []
+    broken = 0  # consecutive streams that broke before delivering an event
+    rv = resource_version if resource_version is not None else relist()
+    while not stream.stopped:
+        yield from pending
+        pending.clear()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            response = list_call(
+                *args, watch=True, resource_version=rv, allow_watch_bookmarks=True,
+                timeout_seconds=max(1, min(WATCH_CHUNK_SECONDS, int(remaining) + 1)),
+                _preload_content=False, **kwargs,
+            )
+        except ApiException as exc:
+            if exc.status == 410:
+                rv = relist()
+                continue
+            _raise_translated(exc)
+        stream.attach(response)
+        finished = False
+        try:
+            for line in _lines(response):
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        rv = relist()
+                        break
+                    raise SandboxError(f"watch failed: {obj.get('message', obj)}")
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if time.monotonic() >= deadline:
+                    return
+                broken = 0
+                if kind != "BOOKMARK":
+                    yield kind, obj
+            else:
+                finished = True
+        except (ProtocolError, ReadTimeoutError, ConnectionError):
+            # The connection broke mid-stream (an API server restart, a proxy's idle
+            # timeout): resume from the last version seen, as client-go's reflector does.
+            if stream.stopped:
+                return
+            broken += 1
+            if broken > MAX_BROKEN_STREAMS:
+                raise
+            continue
+        except Exception:
+            if stream.stopped:
+                return
+            raise
+        finally:
+            # A fully read response may go back to the pool; one we left early may not.
+            with contextlib.suppress(Exception):
+                response.release_conn() if finished else response.close()
+
+
+class _JobEventWatcher(threading.Thread):
+    """Watches the Job's events in a thread (with its own ApiClient) and reports the first
+    one that means the pod will never be created (FailedCreate) through ``on_problem``.
+
+    It starts watching only if no pod has shown up after :data:`EVENT_WATCH_DELAY`: a Job
+    whose pod exists can no longer fail to create it, and in the common case this saves a
+    second watch connection. Starting late loses nothing, since the watch begins at the
+    create's resourceVersion. Errors (say, RBAC without ``watch events``) are swallowed: the
+    events only sharpen the diagnosis, the pod watch decides.
+    """
+
+    def __init__(self, conn: Connection, job: JobRef, resource_version: str | None,
+                 deadline: float, pod_seen: threading.Event,
+                 on_problem: Callable[[SandboxStartupError], None]) -> None:
+        super().__init__(name=f"sandboxkit-events-{job.name}", daemon=True)
+        self.conn, self.job, self.resource_version = conn, job, resource_version
+        self.deadline, self.pod_seen, self.on_problem = deadline, pod_seen, on_problem
+        self.stream = _Stream()
+
+    def run(self) -> None:
+        if self.pod_seen.wait(EVENT_WATCH_DELAY) or self.stream.stopped:
+            return
+        api = self.conn.new_api_client()
+        try:
+            events = watch(_core(api).list_namespaced_event, self.job.namespace,
+                           resource_version=self.resource_version, deadline=self.deadline,
+                           stream=self.stream,
+                           field_selector=f"involvedObject.uid={self.job.uid}")
+            for kind, obj in events:
+                for item in obj if kind == "SYNC" else [obj]:
+                    problem = _job_event_problem(item, self.job)
+                    if problem is not None:
+                        self.on_problem(problem)
+                        return
+        except Exception:  # see the class docstring
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                api.close()
+
+    def stop(self) -> None:
+        self.stream.stop()
+
+
+# --- waiting for Running ------------------------------------------------------------------
+
+
+def _owned_by(pod: dict[str, Any], uid: str) -> bool:
+    refs = pod.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return next((s for s in statuses if s.get("name") == CONTAINER_NAME),
+                statuses[0] if statuses else {})
+
+
+def _spec_image(pod: dict[str, Any]) -> str:
+    containers = pod.get("spec", {}).get("containers") or [{}]
+    chosen = next((c for c in containers if c.get("name") == CONTAINER_NAME), containers[0])
+    return str(chosen.get("image", ""))
+
+
+def is_running(pod: dict[str, Any]) -> bool:
+    """Phase Running and the sandbox container running: commands can be exec'd now."""
+    if pod.get("status", {}).get("phase") != "Running":
+        return False
+    return "running" in (_container_status(pod).get("state") or {})
+
+
+def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupError | None:
+    """The typed error for a pod that will not become Running by itself, else None."""
+    status = pod.get("status", {})
+    pod_name = pod.get("metadata", {}).get("name", "")
+    phase = status.get("phase", "")
+    container = _container_status(pod)
+    state = container.get("state") or {}
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason", "")
+    if reason in IMAGE_PULL_REASONS:
+        image = _spec_image(pod) or container.get("image", "")
+        detail = waiting.get("message") or reason
+        return ImagePullError(
+            f"sandbox {sandbox}: image {image!r} cannot be pulled ({reason}): {detail}. "
+            "Check the image name and tag, and the registry's credentials "
+            "(imagePullSecrets) if it is private.",
+            image=image, sandbox=sandbox, reason=reason,
+        )
+    if reason in FATAL_WAITING_REASONS:
+        return SandboxStartupError(
+            f"sandbox {sandbox}: container cannot start ({reason}): "
+            f"{waiting.get('message', '')}", sandbox=sandbox, reason=reason)
+    for condition in status.get("conditions") or []:
+        if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"):
+            return Unschedulable(
+                f"sandbox {sandbox}: no node can run pod {pod_name}: "
+                f"{condition.get('message', '')}. Lower the resource requests "
+                "(cpu_request, memory_request) or add capacity.",
+                sandbox=sandbox, reason="Unschedulable")
+    if phase in ("Failed", "Succeeded"):
+        terminated = state.get("terminated") or {}
+        why = status.get("reason") or terminated.get("reason") or phase
+        message = status.get("message") or terminated.get("message") or ""
+        return SandboxStartupError(
+            f"sandbox {sandbox}: pod {pod_name} ended ({phase}, {why}) before it was ready"
+            + (f": {message}" if message else ""), sandbox=sandbox, reason=str(why))
+    return None
+
+
+def _job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupError | None:
+    reason = event.get("reason", "")
+    message = event.get("message", "")
+    if reason == "FailedCreate":
+        if "exceeded quota" in message:
+            return QuotaExceeded(
+                f"sandbox {job.name}: a ResourceQuota in namespace {job.namespace} refused its "
+                f"pod: {message}. Free quota or lower the sandbox's resources.",
+                sandbox=job.name, reason=reason)
+        missing = _MISSING_SA.search(message)
+        if missing:
+            account = missing.group("name")
+            return ServiceAccountMissing(
+                f"sandbox {job.name}: ServiceAccount {account!r} does not exist in namespace "
+                f"{job.namespace}. Create it with `kubectl apply -n {job.namespace} -f "
+                f"{RBAC_MANIFEST}` (or set service_account). The Job controller said: "
+                f"{message}", sandbox=job.name, reason=reason)
+        return SandboxStartupError(
+            f"sandbox {job.name}: the Job controller cannot create its pod: {message}",
+            sandbox=job.name, reason=reason)
+    if reason in ("DeadlineExceeded", "BackoffLimitExceeded"):
+        return SandboxStartupError(f"sandbox {job.name}: Job failed ({reason}): {message}",
+                                   sandbox=job.name, reason=reason)
+    return None
+
+
+def pod_events(conn: Connection, namespace: str, uids: list[str]) -> list[dict[str, Any]]:
+    """Events about the given objects, oldest first."""
+    events: list[dict[str, Any]] = []
+    for uid in uids:
+        if uid:
+            listing = request_json(conn.core().list_namespaced_event, namespace,
+                                   field_selector=f"involvedObject.uid={uid}")
+            events.extend(listing.get("items") or [])
+    return sorted(events, key=_event_time)
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime")
+               or event.get("metadata", {}).get("creationTimestamp") or "")
+
+
+def wait_running(
+    conn: Connection, job: JobRef, *, resource_version: str | None, timeout: float,
+) -> dict[str, Any]:
+    """Block until the Job's pod is Running and return it; raise the typed error otherwise.
+
+    ``resource_version`` is the Job create's: both watches start there, so nothing that
+    happens after the create is missed. ``None`` lists first (taking over an existing Job).
+    """
+    deadline = time.monotonic() + timeout
+    pods = _Stream()
+    failures: list[SandboxStartupError] = []
+    pod_seen = threading.Event()
+
+    def job_failed(problem: SandboxStartupError) -> None:
+        failures.append(problem)
+        pods.stop()  # wakes the pod watch below
+
+    # The pod watch runs here, on this thread's client, so it reuses the create's
+    # connection; the event watcher and a deadline timer can cut it short.
+    events = _JobEventWatcher(conn, job, resource_version, deadline, pod_seen, job_failed)
+    events.start()
+    # The server ends a watch only on whole seconds; the timer ends it at the deadline.
+    timer = threading.Timer(timeout, pods.stop)
+    timer.daemon = True
+    timer.start()
+    last_pod: dict[str, Any] | None = None
+    try:
+        for kind, obj in watch(conn.core().list_namespaced_pod, job.namespace,
+                               resource_version=resource_version, deadline=deadline,
+                               stream=pods, label_selector=job.selector):
+            for item in obj if kind == "SYNC" else [obj]:
+                if not _owned_by(item, job.uid):
+                    continue
+                pod_seen.set()
+                if kind == "DELETED":
+                    raise SandboxStartupError(
+                        f"sandbox {job.name}: pod {item['metadata']['name']} was deleted "
+                        "before it was ready", sandbox=job.name, reason="Deleted")
+                last_pod = item
+                if is_running(item):
+                    return item
+                problem = describe_pod_problem(item, job.name)
+                if problem:
+                    raise problem
+        if failures:
+            raise failures[0]
+        raise _startup_timeout(conn, job, last_pod, timeout)
+    finally:
+        events.stop()
+        timer.cancel()
+
+
+def _core(api: ApiClient) -> Any:
+    from kubernetes.client import CoreV1Api
+
+    return CoreV1Api(api)
+
+
+def _batch(api: ApiClient) -> Any:
+    from kubernetes.client import BatchV1Api
+
+    return BatchV1Api(api)
+
+
+def _startup_timeout(
+    conn: Connection, job: JobRef, pod: dict[str, Any] | None, timeout: float
+) -> StartupTimeout:
+    """Say where startup stood when time ran out: pod phase, reason, the latest events."""
+    if pod is None:
+        where = "the Job controller has not created its pod yet"
+    else:
+        container = _container_status(pod)
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        where = (f"pod {pod['metadata']['name']} is {pod.get('status', {}).get('phase', '?')}"
+                 + (f" ({waiting.get('reason')}: {waiting.get('message', '')})"
+                    if waiting.get("reason") else ""))
+    try:
+        uids = [job.uid, (pod or {}).get("metadata", {}).get("uid", "")]
+        events = pod_events(conn, job.namespace, uids)[-3:]
+    except Exception:  # the timeout is the error to report
+        events = []
+    latest = "; ".join(f"{e.get('reason')}: {e.get('message')}" for e in events)
+    return StartupTimeout(
+        f"sandbox {job.name} was not Running after {timeout:g}s: {where}"
+        + (f". Latest events: {latest}" if latest else ""),
+        sandbox=job.name, reason="Timeout")
+
+
+# --- waiting for deletion -----------------------------------------------------------------
+
+
+def wait_gone(conn: Connection, job: JobRef, timeout: float) -> None:
+    """Block until the sandbox's Job and its pods no longer exist (watched, not polled)."""
+    deadline = time.monotonic() + timeout
+    batch, core = _batch(conn.api_client()), _core(conn.api_client())
+    name = job.name
+    targets: tuple[tuple[Callable[..., Any], dict[str, Any], str], ...] = (
+        (batch.list_namespaced_job, {"field_selector": f"metadata.name={name}"}, "Job"),
+        (core.list_namespaced_pod, {"label_selector": job.selector}, "pods"),
+    )
+    for list_call, selector, what in targets:
+        remaining: set[str] = set()
+        for kind, obj in watch(list_call, job.namespace, resource_version=None,
+                               deadline=deadline, **selector):
+            if kind == "SYNC":
+                remaining = {item["metadata"]["name"] for item in obj}
+            elif kind == "DELETED":
+                remaining.discard(obj["metadata"]["name"])
+            elif kind == "ADDED":
+                remaining.add(obj["metadata"]["name"])
+            if not remaining:
+                break
+        else:
+            raise SandboxError(f"sandbox {name}: {what} still present after {timeout:g}s "
+                               f"of waiting for deletion: {sorted(remaining)}")

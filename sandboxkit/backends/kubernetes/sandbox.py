@@ -1,0 +1,437 @@
+"""KubernetesSandbox: the seed design's sandbox, a Job whose pod idles until exec'd into.
+
+Constructing one does no I/O; :meth:`KubernetesSandbox.init` creates the Job and returns
+when its pod is Running (see :mod:`.lifecycle` for how it waits and fails); commands go
+through the pods/exec subresource (:mod:`.exec`); files through tar over exec
+(:mod:`.files`); :meth:`KubernetesSandbox.teardown` deletes the Job in the foreground.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Self
+
+from ...config import SANDBOX_APP_LABEL, SandboxConfig
+from ...errors import (
+    ExecProtocolError,
+    SandboxError,
+    SandboxGone,
+    SandboxNotFound,
+)
+from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
+from ...models import CommandResult, SandboxStatus
+from ..base import OutputCallback, Sandbox, Stdin, command_argv
+from . import files as _files
+from .client import Connection, connect
+from .exec import ExecError, run_exec
+from .lifecycle import (
+    JobRef,
+    create_job,
+    delete_job,
+    pod_events,
+    request_json,
+    wait_gone,
+    wait_running,
+)
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["KubernetesSandbox"]
+
+TEARDOWN_WAIT_TIMEOUT = 120.0
+STATUS_EVENTS = 10
+
+
+class KubernetesSandbox(Sandbox):
+    """A sandbox on Kubernetes: ``KubernetesSandbox(image, namespace)`` as in the seed.
+
+    ``config`` is a base :class:`SandboxConfig` (default: defaults < ``SANDBOXKIT_*``
+    environment); keyword ``overrides`` set any of its fields (``cpu_limit="2"``,
+    ``startup_timeout=60``, ``kubeconfig=...``). ``api_client`` reuses an already configured
+    client's settings instead of resolving a kubeconfig.
+
+    Thread-safe: commands may run from several threads at once; each exec owns its stream.
+    """
+
+    def __init__(
+        self, image: str | None = None, namespace: str | None = None, *,
+        config: SandboxConfig | None = None, api_client: ApiClient | None = None,
+        **overrides: Any,
+    ) -> None:
+        if image is not None:
+            overrides["image"] = image
+        if namespace is not None:
+            overrides["namespace"] = namespace
+        self.config = SandboxConfig.resolve(config, **overrides)
+        self._name = self.config.name or new_sandbox_name()
+        self._api_client = api_client
+        self._conn: Connection | None = None
+        self._job: JobRef | None = None
+        self._pod: str | None = None
+        self._torn_down = False
+        # _init_lock serializes init() (which can take minutes); _lock guards quick state
+        # changes only, so status() and teardown() from another thread (a widget, a Ctrl-C
+        # handler) never wait for a startup in progress.
+        self._init_lock = threading.Lock()
+        self._lock = threading.Lock()
+
+    # --- identity -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connection(self) -> Connection:
+        """The cluster connection, resolved (kubeconfig or in-cluster) on first use."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = connect(self.config.kubeconfig, self.config.context,
+                                     api_client=self._api_client)
+            return self._conn
+
+    @property
+    def namespace(self) -> str:
+        """The configured namespace, else the kubeconfig context's, else ``default``."""
+        return self.config.namespace or self.connection.namespace
+
+    @property
+    def pod_name(self) -> str | None:
+        """The pod commands run in; None before :meth:`init` and after :meth:`teardown`."""
+        return self._pod
+
+    @property
+    def job_uid(self) -> str | None:
+        return self._job.uid if self._job else None
+
+    def __repr__(self) -> str:
+        state = ("torn down" if self._torn_down else f"pod {self._pod}" if self._pod
+                 else "not started")
+        return f"KubernetesSandbox({self._name!r}, namespace={self.config.namespace!r}, {state})"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def init(self) -> Self:
+        """Create the Job and wait (by watch) until its pod is Running; idempotent.
+
+        Raises the :class:`SandboxStartupError` subclass that says why not (ImagePullError,
+        Unschedulable, QuotaExceeded, ServiceAccountMissing, StartupTimeout) or
+        PermissionDenied; whatever was created is deleted first unless ``keep_on_failure``.
+        """
+        with self._init_lock:
+            if self._pod is not None:
+                return self
+            if self._torn_down:
+                raise SandboxError(f"sandbox {self._name} was torn down; create a new one")
+            conn, namespace = self.connection, self.namespace
+            config = dataclasses.replace(self.config, namespace=namespace, name=self._name)
+            manifest = job_manifest(config, self._name, owner_description())
+            created = create_job(conn, namespace, manifest)
+            job = JobRef.from_job(created)
+            with self._lock:
+                self._job = job
+            try:
+                pod = wait_running(
+                    conn, job, timeout=config.startup_timeout,
+                    resource_version=created.get("metadata", {}).get("resourceVersion"))
+            except BaseException as exc:  # Ctrl-C too: never leave a half-made sandbox
+                self._after_failed_start(exc)
+                raise
+            with self._lock:
+                if self._torn_down:  # teardown() from another thread won the race
+                    raise SandboxGone(f"sandbox {self._name} was torn down during init()",
+                                      reason="TornDown")
+                self._pod = pod["metadata"]["name"]
+            return self
+
+    def _after_failed_start(self, exc: BaseException) -> None:
+        assert self._job is not None
+        job = self._job
+        if self.config.keep_on_failure:
+            exc.add_note(f"kept for debugging (keep_on_failure): kubectl describe job "
+                         f"{job.name} -n {job.namespace}; delete it with teardown()")
+            return
+        with self._lock:
+            self._torn_down = True
+        try:
+            delete_job(self.connection, job)
+        except Exception as cleanup:  # the startup failure is the error to report
+            exc.add_note(f"deleting Job {job.namespace}/{job.name} also failed: {cleanup}")
+
+    @classmethod
+    def attach(
+        cls, name: str, namespace: str | None = None, *, config: SandboxConfig | None = None,
+        api_client: ApiClient | None = None, **overrides: Any,
+    ) -> KubernetesSandbox:
+        """Take over an existing sandbox by name (after a kernel restart, from another
+        process); waits until its pod is Running, like :meth:`init`.
+
+        Raises :class:`SandboxNotFound` when no Job has that name or the Job is not a
+        sandbox (no ``app=ci-fixer-sandbox`` label), SandboxGone when it is being deleted.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        sandbox = cls(namespace=namespace, config=config, api_client=api_client, name=name,
+                      **overrides)
+        conn, ns = sandbox.connection, sandbox.namespace
+        try:
+            job = request_json(conn.batch().read_namespaced_job, name, ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SandboxNotFound(f"no sandbox named {name} in namespace {ns}",
+                                      name=name, namespace=ns) from exc
+            raise
+        labels = job.get("metadata", {}).get("labels") or {}
+        key, value = SANDBOX_APP_LABEL
+        if labels.get(key) != value:
+            raise SandboxNotFound(
+                f"Job {ns}/{name} is not a sandbox (it has no {key}={value} label)",
+                name=name, namespace=ns)
+        if job.get("metadata", {}).get("deletionTimestamp"):
+            raise SandboxGone(f"sandbox {name} is being deleted", reason="Deleting")
+        containers = job["spec"]["template"]["spec"].get("containers") or [{}]
+        image = next((c for c in containers if c.get("name") == CONTAINER_NAME),
+                     containers[0]).get("image")
+        if image:
+            sandbox.config = dataclasses.replace(sandbox.config, image=image, namespace=ns)
+        sandbox._job = JobRef.from_job(job)
+        pod = wait_running(conn, sandbox._job, resource_version=None,
+                           timeout=sandbox.config.startup_timeout)
+        sandbox._pod = pod["metadata"]["name"]
+        return sandbox
+
+    def teardown(self, wait: bool = False, timeout: float = TEARDOWN_WAIT_TIMEOUT) -> None:
+        """Delete the Job with propagationPolicy Foreground; idempotent.
+
+        Returns at once by default (the pod's grace period runs on in the cluster);
+        ``wait=True`` returns once Job and pod are gone, watching rather than polling.
+        """
+        with self._lock:
+            job = self._job
+            self._pod = None
+            self._torn_down = True
+        if job is None:
+            return  # never created: nothing to delete
+        conn = self.connection
+        delete_job(conn, job)
+        if wait:
+            wait_gone(conn, job, timeout)
+
+    def status(self) -> SandboxStatus:
+        """The Job, its newest pod and their latest events; ``job_phase`` "Missing" once gone."""
+        conn, namespace = self.connection, self.namespace
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            job: dict[str, Any] | None = request_json(
+                conn.batch().read_namespaced_job, self._name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            job = None
+        if job is not None and self._job is not None and job["metadata"]["uid"] != self._job.uid:
+            job = None  # a newer Job reusing the name is not this sandbox
+        ref = JobRef.from_job(job) if job else self._job
+        pods: list[dict[str, Any]] = []
+        if ref is not None:
+            pods = request_json(conn.core().list_namespaced_pod, namespace,
+                                label_selector=ref.selector).get("items") or []
+        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+        uids = [ref.uid if ref else "", (pod or {}).get("metadata", {}).get("uid", "")]
+        events = pod_events(conn, namespace, uids)[-STATUS_EVENTS:] if ref else []
+        return _status(self._name, namespace, job, pod, events)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _execute(
+        self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
+        workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
+        on_stderr: OutputCallback | None,
+    ) -> CommandResult:
+        argv = command_argv(cmd, env=env, workdir=workdir)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        return self.exec_argv(argv, stdin=data, timeout=timeout, on_stdout=on_stdout,
+                              on_stderr=on_stderr, command_text=cmd)
+
+    def exec_argv(
+        self, argv: Sequence[str], *, stdin: bytes | IO[bytes] | None = None,
+        timeout: float | None = None, on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None, stdout_sink: IO[bytes] | None = None,
+        output_limit: int | None = None, command_text: str | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` as is (no shell) in the sandbox container.
+
+        ``timeout`` None means the config's ``command_timeout``. When the exec fails
+        because the pod went away, the error is :class:`SandboxGone` with the reason.
+        """
+        pod = self._pod
+        if pod is None:
+            if self._torn_down:
+                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
+            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
+                               "or use it in a `with` block")
+        limit = self.config.output_limit if output_limit is None else output_limit
+        try:
+            result = run_exec(
+                self.connection.api_client(), self.namespace, pod, CONTAINER_NAME, argv,
+                stdin=stdin, timeout=self.config.command_timeout if timeout is None else timeout,
+                on_stdout=on_stdout, on_stderr=on_stderr, stdout_sink=stdout_sink,
+                output_limit=limit, command_text=command_text)
+        except (ExecError, ExecProtocolError, SandboxGone, OSError) as exc:
+            gone = self._gone(pod)
+            if gone is None:
+                raise
+            raise gone from exc
+        if result.exit_code >= 128:
+            # Killed by a signal: by the command itself (`kill -9 $$`), or because the pod is
+            # going away under it -- then the result is not the command's doing.
+            gone = self._gone(pod, result)
+            if gone is not None:
+                raise gone
+        return result
+
+    def _gone(self, pod_name: str, result: CommandResult | None = None) -> SandboxGone | None:
+        """Why the sandbox can no longer run commands, or None if it still can.
+
+        Reads the Job and the pod: the Job's failure condition names a deadline, the pod's
+        status an eviction, the container's termination an OOM kill.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        conn, namespace = self.connection, self.namespace
+        try:
+            pod: dict[str, Any] | None = request_json(conn.core().read_namespaced_pod,
+                                                      pod_name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                return None
+            pod = None
+        except Exception:  # cannot tell; the original error stands
+            return None
+        status = (pod or {}).get("status", {})
+        statuses = status.get("containerStatuses") or [{}]
+        state = statuses[0].get("state") or {}
+        deleting = bool((pod or {}).get("metadata", {}).get("deletionTimestamp"))
+        if pod is not None and not deleting and "running" in state:
+            return None
+        try:
+            job: dict[str, Any] | None = request_json(conn.batch().read_namespaced_job,
+                                                      self._name, namespace)
+        except Exception:
+            job = None
+        if job is not None and self._job is not None and job["metadata"]["uid"] != self._job.uid:
+            job = None
+        failed = next((c for c in (job or {}).get("status", {}).get("conditions") or []
+                       if c.get("type") in ("Failed", "FailureTarget")
+                       and c.get("status") == "True"), None)
+        terminated = state.get("terminated") or {}
+        # Root cause first: the Job controller's deadline ends the pod, and a deleted pod in
+        # turn fails the Job (BackoffLimitExceeded), which says less than the deletion.
+        if failed is not None and failed.get("reason") == "DeadlineExceeded":
+            reason = "DeadlineExceeded"
+            detail = (f"{failed.get('message', '')} (active_deadline_seconds="
+                      f"{self.config.active_deadline_seconds}; raise it for longer-lived "
+                      "sandboxes)")
+        elif job is None:
+            reason, detail = "Deleted", "its Job was deleted"
+        elif pod is None:
+            reason, detail = "Deleted", f"pod {pod_name} was deleted"
+        elif deleting:
+            reason, detail = "Deleting", f"pod {pod_name} is being deleted"
+        elif status.get("reason"):
+            reason, detail = status["reason"], status.get("message", "")
+        elif terminated.get("reason"):
+            reason, detail = terminated["reason"], terminated.get("message", "")
+        elif failed is not None:
+            reason, detail = failed.get("reason", "Failed"), failed.get("message", "")
+        else:
+            reason, detail = status.get("phase") or "Unknown", "the container is not running"
+        return SandboxGone(f"sandbox {self._name} is gone ({reason})"
+                           + (f": {detail}" if detail else ""), reason=str(reason), result=result)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
+        _files.upload(self.exec_argv, local_path, remote_path)
+
+    def download(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
+        _files.download(self.exec_argv, remote_path, local_path)
+
+    def __del__(self) -> None:
+        # Only the connection pools: deleting the Job is teardown()'s job, never a GC's.
+        with contextlib.suppress(Exception):
+            if self._conn is not None and self._api_client is None:
+                self._conn.close()
+
+
+def _condition(obj: dict[str, Any], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in obj.get("status", {}).get("conditions") or [])
+
+
+def _status(name: str, namespace: str, job: dict[str, Any] | None, pod: dict[str, Any] | None,
+            events: list[dict[str, Any]]) -> SandboxStatus:
+    if job is None:
+        job_phase = "Missing"
+    elif job["metadata"].get("deletionTimestamp"):
+        job_phase = "Deleting"
+    elif _condition(job, "Complete"):
+        job_phase = "Complete"
+    elif _condition(job, "Failed"):
+        job_phase = "Failed"
+    else:
+        job_phase = "Active"
+    fields: dict[str, Any] = {}
+    if pod is not None:
+        meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+        statuses = status.get("containerStatuses") or []
+        container = next((s for s in statuses if s.get("name") == CONTAINER_NAME),
+                         statuses[0] if statuses else {})
+        state = container.get("state") or {}
+        kind = next(iter(state), "")
+        detail = state.get(kind) or {}
+        reason, message = detail.get("reason", ""), detail.get("message", "")
+        if not reason:
+            for condition in status.get("conditions") or []:
+                if condition.get("status") == "False" and condition.get("reason"):
+                    reason, message = condition["reason"], condition.get("message", "")
+                    break
+        fields = {
+            "pod_name": meta.get("name", ""),
+            "pod_phase": status.get("phase", ""),
+            "container_state": kind,
+            "reason": status.get("reason") or reason or "",
+            "message": status.get("message") or message or "",
+            "node": spec.get("nodeName", "") or "",
+            "pod_ip": status.get("podIP", "") or "",
+            "restarts": int(container.get("restartCount", 0) or 0),
+            "image": container.get("image") or _pod_image(spec),
+        }
+    created = (job or pod or {}).get("metadata", {}).get("creationTimestamp", "") or ""
+    labels = (job or pod or {}).get("metadata", {}).get("labels") or {}
+    return SandboxStatus(
+        name=name, namespace=namespace, job_phase=job_phase, created=created,
+        labels=dict(labels), events=tuple(_event_summary(e) for e in events), **fields)
+
+
+def _pod_image(spec: dict[str, Any]) -> str:
+    containers = spec.get("containers") or [{}]
+    return str(containers[0].get("image", ""))
+
+
+def _event_summary(event: dict[str, Any]) -> dict[str, Any]:
+    involved = event.get("involvedObject") or {}
+    return {
+        "type": event.get("type", ""),
+        "reason": event.get("reason", ""),
+        "message": event.get("message", ""),
+        "object": f"{involved.get('kind', '')}/{involved.get('name', '')}",
+        "count": event.get("count") or 1,
+        "time": event.get("lastTimestamp") or event.get("eventTime")
+        or event.get("metadata", {}).get("creationTimestamp", ""),
+    }

@@ -1,0 +1,29 @@
+"""``create_sandbox``: the backend-neutral entry point.
+
+Callers that do not care where commands run (the agent, the CLI, the magics) ask for a
+sandbox here; ``execution_backend`` (``EXECUTION_BACKEND`` in the environment, as in the
+seed) picks the class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends import Sandbox, backend_class
+from .config import SandboxConfig
+
+__all__ = ["create_sandbox"]
+
+
+def create_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox:
+    """A new, not yet started sandbox for ``config`` with ``overrides`` applied.
+
+    Nothing is created until ``init()``; ``with create_sandbox(...) as sandbox:`` starts it
+    and tears it down at the end of the block::
+
+        with create_sandbox(image="python:3.11") as sandbox:
+            print(sandbox.run_command("python -V").stdout)
+    """
+    resolved = SandboxConfig.resolve(config, **overrides)
+    cls = backend_class(resolved.execution_backend)
+    return cls(config=resolved)  # type: ignore[call-arg]

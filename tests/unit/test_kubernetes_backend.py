@@ -1,0 +1,376 @@
+"""The Kubernetes backend's pure parts: connection resolution, argv building, error parsing,
+pod diagnosis and watch resumption -- everything that can be proven without a cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from sandboxkit.backends.base import command_argv
+from sandboxkit.backends.kubernetes import client as k8s_client
+from sandboxkit.backends.kubernetes.files import _remote_split
+from sandboxkit.backends.kubernetes.lifecycle import (
+    JobRef,
+    _job_event_problem,
+    api_error,
+    describe_pod_problem,
+    is_running,
+    watch,
+)
+from sandboxkit.errors import (
+    ConfigError,
+    ImagePullError,
+    PermissionDenied,
+    QuotaExceeded,
+    SandboxStartupError,
+    ServiceAccountMissing,
+    Unschedulable,
+)
+
+# --- connection ---------------------------------------------------------------------------
+
+
+def _kubeconfig(path: Path, namespace: str | None, *, server: str = "https://10.0.0.1:6443",
+                context: str = "ctx") -> Path:
+    ctx: dict[str, Any] = {"cluster": "c", "user": "u"}
+    if namespace:
+        ctx["namespace"] = namespace
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": context, "context": ctx},
+                     {"name": "other", "context": {**ctx, "namespace": "elsewhere"}}],
+        "current-context": context,
+    }))
+    return path
+
+
+def test_explicit_kubeconfig_and_context_namespace(tmp_path: Path) -> None:
+    path = _kubeconfig(tmp_path / "config", "team-a")
+    conn = k8s_client.connect(path, environ={})
+    assert conn.namespace == "team-a"
+    assert conn.configuration.host == "https://10.0.0.1:6443"
+    assert "ctx" in conn.source
+    other = k8s_client.connect(path, "other", environ={})
+    assert other.namespace == "elsewhere"
+
+
+def test_context_without_namespace_means_default(tmp_path: Path) -> None:
+    conn = k8s_client.connect(_kubeconfig(tmp_path / "config", None), environ={})
+    assert conn.namespace == "default"
+
+
+def test_kubeconfig_env_list_is_merged_as_kubectl_does(tmp_path: Path) -> None:
+    first = _kubeconfig(tmp_path / "a", "from-a")
+    missing = tmp_path / "missing"
+    env = {"KUBECONFIG": f"{missing}:{first}", "HOME": str(tmp_path)}
+    assert k8s_client.kubeconfig_files(environ=env) == [first]
+    assert k8s_client.connect(environ=env).namespace == "from-a"
+
+
+def test_in_cluster_config_when_no_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes import config as k8s_config
+
+    def fake_incluster(client_configuration: Any = None, **_: Any) -> None:
+        client_configuration.host = "https://kubernetes.default.svc"
+
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("pod-ns\n")
+    monkeypatch.setattr(k8s_config, "load_incluster_config", fake_incluster)
+    monkeypatch.setattr(k8s_client, "IN_CLUSTER_NAMESPACE_FILE", str(namespace_file))
+    monkeypatch.setattr(k8s_client, "DEFAULT_KUBECONFIG", str(tmp_path / "no-such-config"))
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    conn = k8s_client.connect(environ=env)
+    assert conn.source == "in-cluster"
+    assert conn.namespace == "pod-ns"
+    assert conn.configuration.host == "https://kubernetes.default.svc"
+
+
+def test_no_cluster_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(k8s_client, "DEFAULT_KUBECONFIG", str(tmp_path / "no-such-config"))
+    with pytest.raises(ConfigError, match="devcluster start"):
+        k8s_client.connect(environ={})
+    with pytest.raises(ConfigError) as caught:
+        k8s_client.connect(tmp_path / "absent", environ={})
+    assert caught.value.field == "kubeconfig"
+
+
+def test_one_client_per_thread(tmp_path: Path) -> None:
+    import threading
+
+    conn = k8s_client.connect(_kubeconfig(tmp_path / "config", None), environ={})
+    mine = conn.api_client()
+    assert conn.api_client() is mine
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(conn.api_client()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not mine
+    assert seen[0].configuration is mine.configuration
+    conn.close()
+
+
+# --- argv ---------------------------------------------------------------------------------
+
+
+def _run_locally(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def test_plain_command_is_sh_c() -> None:
+    assert command_argv("echo hi") == ["/bin/sh", "-c", "echo hi"]
+
+
+def test_env_and_workdir_values_are_data_not_shell(tmp_path: Path) -> None:
+    odd = tmp_path / "-odd dir $(x)"
+    odd.mkdir()
+    tricky = "a b $(touch pwned) `id` 'q' \"d\" ;|&\n\\"
+    argv = command_argv('printf "%s|" "$V" "$(pwd)"', env={"V": tricky}, workdir=str(odd))
+    assert _run_locally(argv) == f"{tricky}|{odd}|"
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_relative_workdir_starting_with_dash(tmp_path: Path) -> None:
+    (tmp_path / "-x").mkdir()
+    argv = command_argv("pwd", workdir="-x")
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert out.strip() == str(tmp_path / "-x")
+
+
+@pytest.mark.parametrize("name", ["", "A=B", "-flag", "NUL\0"])
+def test_bad_env_names_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError):
+        command_argv("true", env={name: "x"})
+
+
+def test_remote_paths_split_safely() -> None:
+    assert _remote_split("/tmp/a/b", "src") == ("/tmp/a", "b")
+    assert _remote_split("/tmp/into/", "src") == ("/tmp/into", "src")
+    assert _remote_split("rel", "src") == (".", "rel")
+    assert _remote_split("-dir/-file", "src") == ("./-dir", "./-file")
+
+
+# --- errors from the API ------------------------------------------------------------------
+
+
+def _api_exception(status: int, message: str) -> ApiException:
+    body = json.dumps({"kind": "Status", "status": "Failure", "message": message,
+                       "reason": "Forbidden", "code": status})
+    return ApiException(status=status, reason="Forbidden", body=body)
+
+
+def test_forbidden_is_parsed_into_permission_denied() -> None:
+    message = ('jobs.batch is forbidden: User "system:serviceaccount:ns:bot" cannot create '
+               'resource "jobs" in API group "batch" in the namespace "ns"')
+    error = api_error(_api_exception(403, message))
+    assert isinstance(error, PermissionDenied)
+    assert (error.verb, error.resource, error.namespace, error.identity) == (
+        "create", "jobs.batch", "ns", "system:serviceaccount:ns:bot")
+    assert "kubectl auth can-i create jobs.batch -n ns" in str(error)
+
+
+def test_forbidden_core_and_cluster_scope() -> None:
+    message = ('nodes is forbidden: User "alice" cannot list resource "nodes" in API group "" '
+               "at the cluster scope")
+    error = api_error(_api_exception(403, message))
+    assert isinstance(error, PermissionDenied)
+    assert (error.verb, error.resource, error.namespace, error.identity) == (
+        "list", "nodes", "", "alice")
+    exec_message = ('pods "p" is forbidden: User "bob" cannot create resource "pods/exec" in '
+                    'API group "" in the namespace "ci"')
+    exec_error = api_error(_api_exception(403, exec_message))
+    assert isinstance(exec_error, PermissionDenied)
+    assert exec_error.resource == "pods/exec"
+
+
+def test_quota_403_and_other_statuses() -> None:
+    quota = api_error(_api_exception(403, 'jobs.batch "x" is forbidden: exceeded quota: q'))
+    assert isinstance(quota, QuotaExceeded)
+    other = _api_exception(500, "boom")
+    assert api_error(other) is other
+
+
+# --- pod and event diagnosis --------------------------------------------------------------
+
+
+def _pod(phase: str = "Pending", waiting: dict[str, str] | None = None,
+         conditions: list[dict[str, str]] | None = None, running: bool = False) -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}} if running else {"waiting": waiting or {}}
+    return {
+        "metadata": {"name": "sb-abc", "uid": "u1"},
+        "spec": {"containers": [{"name": "sandbox", "image": "busybox"}]},
+        "status": {"phase": phase, "conditions": conditions or [],
+                   "containerStatuses": [{"name": "sandbox", "state": state}]},
+    }
+
+
+def test_running_pod() -> None:
+    assert is_running(_pod("Running", running=True))
+    assert not is_running(_pod("Pending"))
+    assert describe_pod_problem(_pod("Running", running=True), "sb") is None
+    assert describe_pod_problem(_pod(waiting={"reason": "ContainerCreating"}), "sb") is None
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"])
+def test_image_pull_reasons(reason: str) -> None:
+    error = describe_pod_problem(_pod(waiting={"reason": reason, "message": "kubelet says"}),
+                                 "sb")
+    assert isinstance(error, ImagePullError)
+    assert error.image == "busybox" and error.reason == reason
+    assert "kubelet says" in str(error)
+
+
+def test_unschedulable_condition() -> None:
+    pod = _pod(conditions=[{"type": "PodScheduled", "status": "False",
+                            "reason": "Unschedulable",
+                            "message": "0/1 nodes are available: 1 Insufficient cpu."}])
+    error = describe_pod_problem(pod, "sb")
+    assert isinstance(error, Unschedulable)
+    assert "Insufficient cpu" in str(error)
+
+
+def test_failed_pod_before_running() -> None:
+    pod = _pod("Failed")
+    pod["status"]["containerStatuses"][0]["state"] = {
+        "terminated": {"reason": "Error", "exitCode": 127}}
+    error = describe_pod_problem(pod, "sb")
+    assert type(error) is SandboxStartupError and error.reason == "Error"
+
+
+def test_job_events() -> None:
+    job = JobRef("sb", "ns", "uid", "x=y")
+    quota = _job_event_problem({"reason": "FailedCreate", "message": (
+        'Error creating: pods "sb-x" is forbidden: exceeded quota: q, requested: pods=1')}, job)
+    assert isinstance(quota, QuotaExceeded)
+    missing = _job_event_problem({"reason": "FailedCreate", "message": (
+        'Error creating: pods "sb-" is forbidden: error looking up service account ns/sa: '
+        'serviceaccount "sa" not found')}, job)
+    assert isinstance(missing, ServiceAccountMissing)
+    assert "kubectl apply -n ns -f k8s/rbac/k8s.yaml" in str(missing)
+    other = _job_event_problem({"reason": "FailedCreate", "message": "violates PodSecurity"},
+                               job)
+    assert type(other) is SandboxStartupError
+    assert _job_event_problem({"reason": "SuccessfulCreate", "message": ""}, job) is None
+
+
+# --- watch resumption ---------------------------------------------------------------------
+
+
+class _Response:
+    def __init__(self, lines: list[dict[str, Any]] | None = None,
+                 data: dict[str, Any] | None = None) -> None:
+        self._payload = b"".join(json.dumps(line).encode() + b"\n" for line in lines or [])
+        self.data = json.dumps(data).encode() if data is not None else b""
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        # Split mid-line to prove lines are reassembled.
+        for i in range(0, len(self._payload), 7):
+            yield self._payload[i:i + 7]
+
+    def release_conn(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _obj(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": rv}}
+
+
+def test_watch_relists_on_410_and_resumes() -> None:
+    calls: list[dict[str, Any]] = []
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    script = [
+        _Response([{"type": "ADDED", "object": _obj("a", "5")}, gone]),
+        _Response(data={"metadata": {"resourceVersion": "20"}, "items": [_obj("a", "19")]}),
+        _Response([{"type": "BOOKMARK", "object": _obj("", "21")},
+                   {"type": "DELETED", "object": _obj("a", "22")}]),
+    ]
+
+    def list_call(*args: Any, **kwargs: Any) -> _Response:
+        calls.append(kwargs)
+        if not script:
+            raise AssertionError("no more responses")
+        return script.pop(0)
+
+    events = []
+    for kind, obj in watch(list_call, "ns", resource_version="1", deadline=1e18):
+        events.append((kind, obj if kind == "SYNC" else obj["metadata"]["name"]))
+        if kind == "DELETED":
+            break
+    assert events == [("ADDED", "a"), ("SYNC", [_obj("a", "19")]), ("DELETED", "a")]
+    assert calls[0]["resource_version"] == "1" and calls[0]["watch"] is True
+    assert "watch" not in calls[1]  # the relist
+    assert calls[2]["resource_version"] == "20"
+
+
+def test_watch_relists_when_the_request_itself_is_410() -> None:
+    responses: list[Any] = [
+        ApiException(status=410, reason="Gone"),
+        _Response(data={"metadata": {"resourceVersion": "7"}, "items": []}),
+        _Response([{"type": "ADDED", "object": _obj("b", "8")}]),
+    ]
+    seen_rv: list[str] = []
+
+    def list_call(*args: Any, **kwargs: Any) -> _Response:
+        seen_rv.append(kwargs.get("resource_version", "list"))
+        item = responses.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    stream = watch(list_call, "ns", resource_version="1", deadline=1e18)
+    assert next(stream) == ("SYNC", [])
+    assert next(stream)[1]["metadata"]["name"] == "b"
+    assert seen_rv == ["1", "list", "7"]
+
+
+# --- import weight ------------------------------------------------------------------------
+
+
+def test_import_is_light_and_works_without_ipython() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['IPython'] = None; sys.modules['ipywidgets'] = None\n"
+        "import sandboxkit\n"
+        "assert 'kubernetes' not in sys.modules, 'kubernetes imported eagerly'\n"
+        "from sandboxkit import create_sandbox, KubernetesSandbox, SandboxConfig, CommandResult\n"
+        "assert set(sandboxkit.__all__) >= {'create_sandbox', 'KubernetesSandbox',"
+        " 'SandboxConfig', 'CommandResult'}\n"
+        "sandbox = create_sandbox(image='busybox', namespace='x')\n"
+        "assert isinstance(sandbox, KubernetesSandbox) and sandbox.pod_name is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_watch_resumes_a_broken_stream_from_the_last_version() -> None:
+    from urllib3.exceptions import ProtocolError
+
+    class Broken(_Response):
+        def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+            yield from super().stream(amt, decode_content)
+            raise ProtocolError("Connection broken: IncompleteRead")
+
+    responses = [Broken([{"type": "ADDED", "object": _obj("c", "30")}]),
+                 _Response([{"type": "MODIFIED", "object": _obj("c", "31")}])]
+    seen_rv: list[str] = []
+
+    def list_call(*args: Any, **kwargs: Any) -> _Response:
+        seen_rv.append(kwargs["resource_version"])
+        return responses.pop(0)
+
+    stream = watch(list_call, "ns", resource_version="29", deadline=1e18)
+    assert [next(stream)[0], next(stream)[0]] == ["ADDED", "MODIFIED"]
+    assert seen_rv == ["29", "30"]
