@@ -21,6 +21,7 @@ def _names(items: list[Any]) -> set[str]:
     return {item.metadata.name for item in items}
 
 
+@pytest.mark.kubectl
 def test_namespace_create_get_list_delete(api_client: Any, kubectl: Any) -> None:
     core = client.CoreV1Api(api_client)
     name = unique("skt-ns")
@@ -98,6 +99,7 @@ def test_configmap_crud(api_client: Any, namespace: str) -> None:
     assert body["details"] == {"name": name, "kind": "configmaps"}
 
 
+@pytest.mark.kubectl
 def test_kubectl_get_json(kubectl: Any, namespace: str) -> None:
     name = unique("cm")
     ok(kubectl("create", "configmap", name, "--from-literal=k=v", "-n", namespace))
@@ -124,6 +126,7 @@ def test_kubectl_get_json(kubectl: Any, namespace: str) -> None:
     assert jsonpath == "v"
 
 
+@pytest.mark.kubectl
 def test_kubectl_get_jobs_and_pods_columns(api_client: Any, kubectl: Any,
                                            namespace: str) -> None:
     job = start_job(api_client, namespace, "cols")
@@ -194,6 +197,7 @@ def test_label_selectors_with_client(api_client: Any, namespace: str, labelled_c
     assert _names(listed.items) == expected
 
 
+@pytest.mark.kubectl
 def test_label_selectors_with_kubectl(kubectl: Any, namespace: str,
                                       labelled_configmaps: str) -> None:
     for selector, expected in SELECTIONS:
@@ -220,6 +224,7 @@ def test_field_selectors(api_client: Any, namespace: str, labelled_configmaps: s
         (namespace, "db-prod")]
 
 
+@pytest.mark.kubectl
 def test_pod_phase_field_selector(api_client: Any, kubectl: Any, namespace: str) -> None:
     core = client.CoreV1Api(api_client)
     job = start_job(api_client, namespace, "phase")

@@ -108,6 +108,7 @@ def test_client_default_for_batch_v1_job_is_orphan_with_warning(api_client: Any,
     _assert_orphaned(core, batch, job, namespace)
 
 
+@pytest.mark.kubectl
 def test_kubectl_delete_job_cascades_in_background(api_client: Any, kubectl: Any,
                                                    namespace: str) -> None:
     core = client.CoreV1Api(api_client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from api_support import job_manifest, ok, unique
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
@@ -23,6 +24,7 @@ def _api_resources(kubectl: Any, *flags: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.kubectl
 def test_kubectl_api_resources(kubectl: Any) -> None:
     rows = _api_resources(kubectl)
     assert rows["pods"] == ["po", "v1", "true", "Pod"]
@@ -43,6 +45,7 @@ def test_kubectl_api_resources(kubectl: Any) -> None:
     assert "selfsubjectaccessreviews" in verbs
 
 
+@pytest.mark.kubectl
 def test_short_names_and_categories_resolve(kubectl: Any, namespace: str) -> None:
     name = unique("cm")
     ok(kubectl("create", "configmap", name, "-n", namespace))

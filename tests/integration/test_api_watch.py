@@ -136,6 +136,7 @@ def test_watch_single_object_by_name(api_client: Any, namespace: str) -> None:
     assert seen == [target]
 
 
+@pytest.mark.kubectl
 def test_kubectl_get_watch_prints_table_rows(api_client: Any, kubeconfig: Any,
                                              namespace: str) -> None:
     """``kubectl get -w`` watches with ``as=Table``: each event arrives as a printed row."""

@@ -18,6 +18,7 @@ JSON_PATCH = "application/json-patch+json"
 APPLY = "application/apply-patch+yaml"
 
 
+@pytest.mark.kubectl
 def test_update_with_stale_resource_version_conflicts(api_client: Any, kubectl: Any,
                                                       namespace: str) -> None:
     core = client.CoreV1Api(api_client)
@@ -141,6 +142,7 @@ def test_strategic_merge_merges_containers_by_name_where_merge_patch_replaces(
     assert labels.metadata.labels == {"tier": "web"}
 
 
+@pytest.mark.kubectl
 def test_kubectl_patch_types(kubectl: Any, namespace: str) -> None:
     name = unique("dep")
     ok(kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(_deployment(name))))
@@ -184,6 +186,7 @@ def _configmap_yaml(name: str, data: dict[str, str]) -> str:
                            "data": data})
 
 
+@pytest.mark.kubectl
 def test_kubectl_apply_create_unchanged_configure(kubectl: Any, namespace: str) -> None:
     name = unique("cm")
 
@@ -210,6 +213,7 @@ def test_kubectl_apply_create_unchanged_configure(kubectl: Any, namespace: str) 
     assert live()["data"] == {"a": "10", "extra": "x"}
 
 
+@pytest.mark.kubectl
 def test_server_side_apply_with_kubectl(kubectl: Any, namespace: str) -> None:
     name = unique("cm")
 
