@@ -9,15 +9,15 @@ watching, never by sleeping, so the same tests run against kind and the devclust
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
+from workload_support import watch_until
 
 # Long enough for a kind node to pull busybox; the devcluster answers in milliseconds.
 TIMEOUT = 120
@@ -66,47 +66,6 @@ def job_manifest(name: str, labels: dict[str, str] | None = None) -> dict[str, A
     }
 
 
-def watch_for(
-    list_fn: Callable[..., Any], predicate: Callable[[str, Any], bool], *args: Any,
-    resource_version: str | None = None, timeout: float = TIMEOUT, **kwargs: Any,
-) -> tuple[str, Any]:
-    """The first ``(type, object)`` matching ``predicate``.
-
-    Without ``resource_version`` the current objects are listed first (offered as ADDED)
-    and the watch starts at the list's version, so no change between the two is missed.
-    """
-    if resource_version is None:
-        listing = list_fn(*args, **kwargs)
-        for item in listing.items:
-            if predicate("ADDED", item):
-                return "ADDED", item
-        resource_version = listing.metadata.resource_version
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while (remaining := deadline - time.monotonic()) > 0:
-        watcher = watch.Watch()
-        for event in watcher.stream(list_fn, *args, resource_version=resource_version,
-                                    timeout_seconds=max(int(remaining), 1), **kwargs):
-            obj = event["object"]
-            resource_version = obj.metadata.resource_version
-            seen.append(f"{event['type']} {obj.metadata.name}")
-            if predicate(event["type"], obj):
-                watcher.stop()
-                return event["type"], obj
-    raise AssertionError(f"nothing matched within {timeout}s; saw {seen[-10:]}")
-
-
-def wait_gone(list_fn: Callable[..., Any], namespace: str, name: str,
-              timeout: float = TIMEOUT) -> None:
-    """Return once the named object has left storage (at once if it already has)."""
-    selector = f"metadata.name={name}"
-    listing = list_fn(namespace, field_selector=selector)
-    if listing.items:
-        watch_for(list_fn, lambda kind, _: kind == "DELETED", namespace,
-                  field_selector=selector, timeout=timeout,
-                  resource_version=listing.metadata.resource_version)
-
-
 @dataclass
 class RunningJob:
     name: str
@@ -120,7 +79,7 @@ def start_job(api_client: Any, namespace: str, prefix: str = "job") -> RunningJo
     core = client.CoreV1Api(api_client)
     name = unique(prefix)
     job = batch.create_namespaced_job(namespace, job_manifest(name, {"fidelity": name}))
-    _, pod = watch_for(core.list_namespaced_pod, lambda kind, _: kind != "DELETED", namespace,
+    _, pod = watch_until(core.list_namespaced_pod, lambda kind, _: kind != "DELETED", namespace,
                        label_selector=f"batch.kubernetes.io/controller-uid={job.metadata.uid}")
     return RunningJob(name, job.metadata.uid, pod)
 

@@ -10,9 +10,10 @@ import json
 from typing import Any
 
 import pytest
-from api_support import ok, start_job, status_of, unique, watch_for
+from api_support import ok, start_job, status_of, unique
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from workload_support import watch_until
 
 TEST_LABEL = "sandboxkit-test"
 
@@ -229,7 +230,7 @@ def test_pod_phase_field_selector(api_client: Any, kubectl: Any, namespace: str)
     core = client.CoreV1Api(api_client)
     job = start_job(api_client, namespace, "phase")
     pod = job.pod.metadata.name
-    watch_for(core.list_namespaced_pod, lambda _, p: p.status.phase == "Running", namespace,
+    watch_until(core.list_namespaced_pod, lambda _, p: p.status.phase == "Running", namespace,
               field_selector=f"metadata.name={pod}")
     running = core.list_namespaced_pod(namespace, field_selector="status.phase=Running")
     assert _names(running.items) == {pod}

@@ -15,9 +15,10 @@ import json
 from typing import Any
 
 import pytest
-from api_support import RunningJob, held_by_finalizer, start_job, status_of, wait_gone, watch_for
+from api_support import RunningJob, held_by_finalizer, start_job, status_of
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from workload_support import wait_gone, watch_until
 
 JOB_WARNING = ("child pods are preserved by default when jobs are deleted; set "
                "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to "
@@ -74,8 +75,9 @@ def test_foreground_keeps_job_until_pod_is_gone(api_client: Any, namespace: str)
         assert "foregroundDeletion" in body["metadata"]["finalizers"]
 
         # The garbage collector deletes the pod, which the test finalizer keeps in storage...
-        watch_for(core.list_namespaced_pod, lambda _, p: p.metadata.deletion_timestamp is not None,
-                  namespace, field_selector=f"metadata.name={pod}")
+        watch_until(core.list_namespaced_pod,
+                    lambda _, p: p.metadata.deletion_timestamp is not None,
+                    namespace, field_selector=f"metadata.name={pod}")
         # ...and as long as it is there, so is the Job.
         waiting = batch.read_namespaced_job(job.name, namespace)
         assert waiting.metadata.deletion_timestamp is not None
@@ -131,7 +133,7 @@ def test_pod_delete_returns_the_pod_with_its_grace_period(api_client: Any,
     core = client.CoreV1Api(api_client)
     job = start_job(api_client, namespace, "grace")
     pod = job.pod.metadata.name
-    watch_for(core.list_namespaced_pod, lambda _, p: bool(p.spec.node_name), namespace,
+    watch_until(core.list_namespaced_pod, lambda _, p: bool(p.spec.node_name), namespace,
               field_selector=f"metadata.name={pod}")
     response = core.delete_namespaced_pod(pod, namespace, _preload_content=False)
     try:

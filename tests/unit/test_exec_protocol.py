@@ -468,3 +468,35 @@ def test_wrapper_watchdog_kills_everything_the_command_started(
     assert markers[0][0] == ("G" if setsid else "T")
     assert markers[1] == ("K", 137)
     assert not local_processes("sleep 7432") and not local_processes("sleep 7433")
+
+
+@pytest.mark.parametrize("marker_later", [False, True], ids=["same-pump", "later"])
+def test_interrupt_from_a_callback_still_kills(pair: tuple[socket.socket, socket.socket],
+                                               marker_later: bool) -> None:
+    """The command may print before the wrapper reports its process group; a callback
+    raising on that output must neither lose the marker nor be called again."""
+    ours, theirs = pair
+    calls: list[bytes] = []
+
+    def interrupt(data: bytes) -> None:
+        calls.append(data)
+        raise KeyboardInterrupt
+
+    out = ex._OutputStream(100, interrupt, None, TAG)
+    err = ex._OutputStream(100, None, None, TAG)
+    kills: list[Any] = []
+    session = ex._Session(channel_over(ours), out, err, None, lambda *a: kills.append(a))
+    if marker_later:
+        theirs.sendall(server_frame(1, b"go\n"))
+        threading.Timer(0.2, lambda: theirs.sendall(
+            server_frame(1, b"more" + marker("G", 5)))).start()
+    else:
+        theirs.sendall(server_frame(1, b"go\n") + server_frame(1, marker("G", 5)))
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            session.run(None)
+        except BaseException:
+            session.abort()
+            raise
+    assert kills == [("G", 5)]
+    assert calls == [b"go\n"]

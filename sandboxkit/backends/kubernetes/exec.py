@@ -847,18 +847,30 @@ class _OutputStream:
         self._held = b""  # a possible marker prefix, split across frames
         self.truncated = False
         self.ended = False  # the end marker arrived; later bytes are background children's
+        self.muted = False  # set while aborting: the callback already raised once
 
     def feed(self, data: bytes) -> list[tuple[str, int]]:
-        """Take a frame's bytes; return the markers found in them."""
+        """Take a frame's bytes: pass the output on, return the markers found in them."""
+        pieces, markers = self.split(data)
+        self.emit(pieces)
+        return markers
+
+    def split(self, data: bytes) -> tuple[list[bytes], list[tuple[str, int]]]:
+        """Separate a frame's bytes into output pieces and markers, without emitting.
+
+        Parsing comes first so that a callback raising on the output (Ctrl-C in a notebook)
+        cannot lose a marker that arrived in the same frame, such as the process group id
+        needed to kill the command.
+        """
         if self.ended:
-            return []
+            return [], []
         tag = self._tag
         if tag is None:
-            self._emit(data)
-            return []
+            return [data], []
         if self._held:
             data = self._held + data
             self._held = b""
+        pieces: list[bytes] = []
         markers: list[tuple[str, int]] = []
         while data:
             at = data.find(tag)
@@ -867,37 +879,42 @@ class _OutputStream:
                 # occurs nowhere else in a marker, so only the last NUL can start one.
                 nul = data.rfind(b"\x00", max(0, len(data) - len(tag) + 1))
                 if nul >= 0 and tag.startswith(data[nul:]):
-                    self._emit(data[:nul])
+                    pieces.append(data[:nul])
                     self._held = data[nul:]
                 else:
-                    self._emit(data)
-                return markers
+                    pieces.append(data)
+                break
             newline = data.find(b"\n", at + len(tag))
             if newline < 0:
                 if len(data) - at - len(tag) > _MARKER_MAX_TAIL:
                     raise ExecProtocolError("malformed sandboxkit marker in the exec stream")
-                self._emit(data[:at])
+                pieces.append(data[:at])
                 self._held = data[at:]
-                return markers
+                break
             match = _MARKER_BODY.fullmatch(data, at + len(tag), newline)
             if match is None:
                 raise ExecProtocolError("malformed sandboxkit marker in the exec stream")
-            self._emit(data[:at])
+            pieces.append(data[:at])
             kind = match.group(1).decode()
             markers.append((kind, int(match.group(2))))
             data = data[newline + 1:]
             if kind in ("X", "K"):
-                self.ended = True
-                return markers
-        return markers
+                self.ended = True  # what follows is background children's output
+                break
+        return pieces, markers
+
+    def emit(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._emit(piece)
 
     def _emit(self, data: bytes) -> None:
         if not data:
             return
-        if self._callback is not None:
-            self._callback(data)
-        if self._sink is not None:
-            self._sink.write(data)
+        if not self.muted:
+            if self._callback is not None:
+                self._callback(data)
+            if self._sink is not None:
+                self._sink.write(data)
         room = self._limit - self._kept.tell()
         if room >= len(data):
             self._kept.write(data)
@@ -973,17 +990,23 @@ class _Session:
 
     def _step(self, timeout: float | None) -> None:
         self._feed_stdin()
+        # Everything that arrived is parsed before any of it reaches a callback: a callback
+        # that raises (Ctrl-C) must not cost a marker or the status read in the same pump.
+        output: list[tuple[_OutputStream, list[bytes]]] = []
         for channel, data in self._channel.pump(timeout):
-            if channel == _STDOUT:
-                self._markers(self._stdout.feed(data))
-            elif channel == _STDERR:
-                self._markers(self._stderr.feed(data))
+            if channel in (_STDOUT, _STDERR):
+                stream = self._stdout if channel == _STDOUT else self._stderr
+                pieces, markers = stream.split(data)
+                self._markers(markers)
+                output.append((stream, pieces))
             elif channel == _ERROR:
                 self._error += data
                 with contextlib.suppress(ValueError):
                     status = json.loads(self._error)
                     if isinstance(status, dict):
                         self.status = status
+        for stream, pieces in output:
+            stream.emit(pieces)
 
     def _feed_stdin(self) -> None:
         source = self._stdin
@@ -1037,7 +1060,9 @@ class _Session:
             self._step(left)
 
     def abort(self) -> None:
-        """On the way out of an interrupt or a callback error: kill the remote command."""
+        """On the way out of an interrupt or a callback error: kill the remote command.
+        Callbacks are muted first, so one that raised is not called again meanwhile."""
+        self._stdout.muted = self._stderr.muted = True
         with contextlib.suppress(Exception):
             if not self._wrapped or self._over or self._output_done:
                 return
