@@ -47,6 +47,11 @@ SERVICE_ACCOUNT = "ci-fixer-sandbox"
 # Generous for a real cluster pulling busybox; the devcluster is Running in milliseconds.
 STARTUP_TIMEOUT = 120.0
 
+# Small requests: torn-down pods hold theirs through the grace period, and the seed's
+# 250m / 512Mi would let a dozen overlapping tests fill a node (devcluster or kind).
+SMALL = {"cpu_request": "10m", "memory_request": "16Mi"}
+SEED_REQUESTS = {"cpu_request": "250m", "memory_request": "512Mi"}
+
 MakeSandbox = Callable[..., Sandbox]
 
 
@@ -83,7 +88,7 @@ def make_sandbox(backend: str, kubeconfig: Path, sandbox_namespace: str) -> Iter
 
     def make(**overrides: Any) -> Sandbox:
         settings: dict[str, Any] = {"execution_backend": backend, "image": IMAGE,
-                                    "startup_timeout": STARTUP_TIMEOUT}
+                                    "startup_timeout": STARTUP_TIMEOUT, **SMALL}
         if backend == "kubernetes":
             settings.update(kubeconfig=str(kubeconfig), namespace=sandbox_namespace)
         sandbox = create_sandbox(**{**settings, **overrides})
@@ -121,7 +126,7 @@ def test_create_sandbox_dispatches_on_the_backend(make_sandbox: MakeSandbox,
 def test_init_reaches_running_with_the_seed_job(
     make_sandbox: MakeSandbox, api_client: Any, sandbox_namespace: str, kubernetes_only: None,
 ) -> None:
-    sandbox = make_sandbox()
+    sandbox = make_sandbox(**SEED_REQUESTS)
     assert isinstance(sandbox, KubernetesSandbox)
     assert sandbox.pod_name is None
     assert sandbox.init() is sandbox

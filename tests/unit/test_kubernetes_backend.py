@@ -374,3 +374,24 @@ def test_watch_resumes_a_broken_stream_from_the_last_version() -> None:
     stream = watch(list_call, "ns", resource_version="29", deadline=1e18)
     assert [next(stream)[0], next(stream)[0]] == ["ADDED", "MODIFIED"]
     assert seen_rv == ["29", "30"]
+
+
+# --- the exec wrapper's watchdog -------------------------------------------------------
+# Its `sleep` is killed with SIGKILL: a SIGTERM could reach the freshly forked child before it
+# exec'd `sleep`, be caught by the inherited trap and be lost, and `wait` would then sit out
+# the whole timeout.
+
+
+def test_exec_wrapper_returns_promptly_when_a_timeout_is_set() -> None:
+    import time
+
+    from sandboxkit.backends.kubernetes.exec import _WRAPPER
+
+    slow = []
+    for i in range(300):
+        started = time.monotonic()
+        subprocess.run(["/bin/sh", "-c", _WRAPPER, "sandboxkit-exec", "n", "2", "",
+                        "/bin/sh", "-c", "echo out; exit 66"], capture_output=True, check=False)
+        if time.monotonic() - started > 1.5:
+            slow.append(i)
+    assert not slow, f"{len(slow)} of 300 quick commands waited out the 2 s watchdog"

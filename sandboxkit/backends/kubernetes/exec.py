@@ -211,7 +211,7 @@ printf '\000sbxk:%s:%s%s\n' "$m" "$k" "$p"
 w=
 if [ "$t" -gt 0 ] 2>/dev/null; then
   (
-    trap 'kill "$s" 2>/dev/null; wait "$s"; exit 1' TERM
+    trap 'kill -KILL "$s" 2>/dev/null; wait "$s"; exit 1' TERM
     sleep "$t" & s=$!
     wait "$s" || exit 1
     trap '' TERM

@@ -429,7 +429,7 @@ def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupErr
     reason = waiting.get("reason", "")
     if reason in IMAGE_PULL_REASONS:
         image = _spec_image(pod) or container.get("image", "")
-        detail = waiting.get("message") or reason
+        detail = _clause(waiting.get("message") or reason)
         return ImagePullError(
             f"sandbox {sandbox}: image {image!r} cannot be pulled ({reason}): {detail}. "
             "Check the image name and tag, and the registry's credentials "
@@ -445,7 +445,7 @@ def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupErr
                 and condition.get("reason") == "Unschedulable"):
             return Unschedulable(
                 f"sandbox {sandbox}: no node can run pod {pod_name}: "
-                f"{condition.get('message', '')}. Lower the resource requests "
+                f"{_clause(condition.get('message', ''))}. Lower the resource requests "
                 "(cpu_request, memory_request) or add capacity.",
                 sandbox=sandbox, reason="Unschedulable")
     if phase in ("Failed", "Succeeded"):
@@ -458,6 +458,11 @@ def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupErr
     return None
 
 
+def _clause(message: str) -> str:
+    """A Kubernetes message without its final period, to be followed by our advice."""
+    return message.strip().rstrip(".")
+
+
 def _job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupError | None:
     reason = event.get("reason", "")
     message = event.get("message", "")
@@ -465,7 +470,7 @@ def _job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupErro
         if "exceeded quota" in message:
             return QuotaExceeded(
                 f"sandbox {job.name}: a ResourceQuota in namespace {job.namespace} refused its "
-                f"pod: {message}. Free quota or lower the sandbox's resources.",
+                f"pod: {_clause(message)}. Free quota or lower the sandbox's resources.",
                 sandbox=job.name, reason=reason)
         missing = _MISSING_SA.search(message)
         if missing:
