@@ -24,7 +24,13 @@ from .resources import ResourceType, require
 from .store import Store
 
 __all__ = [
-    "PROPAGATION_POLICIES", "SYSTEM_USER", "Admission", "Api", "ChangeListener", "User",
+    "PROPAGATION_POLICIES",
+    "SYSTEM_USER",
+    "Admission",
+    "Api",
+    "ChangeListener",
+    "User",
+    "pod_scheduled_condition",
     "unsupported_propagation",
 ]
 
@@ -84,6 +90,17 @@ def _deletion_finished(obj: dict[str, Any]) -> bool:
     if obj.get("kind") == "Namespace" and obj.get("spec", {}).get("finalizers"):
         return False
     return not meta.get("deletionGracePeriodSeconds")
+
+
+def pod_scheduled_condition(status: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    """The PodScheduled condition, as binding (True) and the scheduler (False) write it."""
+    condition: dict[str, Any] = {"type": "PodScheduled", "status": status,
+                                 "lastProbeTime": None, "lastTransitionTime": clock.rfc3339()}
+    if reason:
+        condition["reason"] = reason
+    if message:
+        condition["message"] = message
+    return condition
 
 
 class Api:
@@ -206,11 +223,7 @@ class Api:
         spec["nodeName"] = node_name
         status = pod.setdefault("status", {})
         conditions = [c for c in status.get("conditions") or [] if c["type"] != "PodScheduled"]
-        status["conditions"] = [
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-             "lastTransitionTime": clock.rfc3339()},
-            *conditions,
-        ]
+        status["conditions"] = [pod_scheduled_condition("True"), *conditions]
         return self.store.replace(PODS, pod)
 
     @staticmethod

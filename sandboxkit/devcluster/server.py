@@ -110,13 +110,18 @@ class Handler:
         except web.HTTPRequestEntityTooLarge:
             return _json(errors.too_large().status(), 413)
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
+    @staticmethod
+    async def _read(request: web.Request) -> bytes:
+        """The request body, refused with 413 past the API server's 3 MiB limit."""
         if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
             raise errors.too_large()
         raw = await request.read()
         if len(raw) > MAX_REQUEST_BYTES:
             raise errors.too_large()
-        return self._decode(raw, request.content_type)
+        return raw
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return self._decode(await self._read(request), request.content_type)
 
     @staticmethod
     def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
@@ -368,11 +373,7 @@ class Handler:
         self, request: web.Request, rt: ResourceType, namespace: str | None, info: RequestInfo,
         user: User,
     ) -> web.Response:
-        if request.content_length and request.content_length > MAX_REQUEST_BYTES:
-            raise errors.too_large()
-        raw = await request.read()
-        if len(raw) > MAX_REQUEST_BYTES:
-            raise errors.too_large()
+        raw = await self._read(request)
         content_type = request.content_type
         dry_run = self._dry_run(request)
         self._validate_patch_options(request, content_type == patch.APPLY_PATCH)

@@ -17,11 +17,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from workload_support import watch_until
-
-# Long enough for a kind node to pull busybox; the devcluster answers in milliseconds.
-TIMEOUT = 120
-IDLE = ["tail", "-f", "/dev/null"]
+from workload_support import job_manifest, watch_until
 
 
 def unique(prefix: str) -> str:
@@ -45,27 +41,6 @@ def status_of(exc: ApiException) -> dict[str, Any]:
     return dict(body)
 
 
-def job_manifest(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A one-pod Job that idles until deleted and stops within a second when asked."""
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "labels": dict(labels or {})},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"labels": dict(labels or {})},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 1,
-                    "automountServiceAccountToken": False,
-                    "containers": [{"name": "main", "image": "busybox", "command": IDLE}],
-                },
-            },
-        },
-    }
-
-
 @dataclass
 class RunningJob:
     name: str
@@ -78,7 +53,7 @@ def start_job(api_client: Any, namespace: str, prefix: str = "job") -> RunningJo
     batch = client.BatchV1Api(api_client)
     core = client.CoreV1Api(api_client)
     name = unique(prefix)
-    job = batch.create_namespaced_job(namespace, job_manifest(name, {"fidelity": name}))
+    job = batch.create_namespaced_job(namespace, job_manifest(name, labels={"fidelity": name}))
     _, pod = watch_until(core.list_namespaced_pod, lambda kind, _: kind != "DELETED", namespace,
                        label_selector=f"batch.kubernetes.io/controller-uid={job.metadata.uid}")
     return RunningJob(name, job.metadata.uid, pod)

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from api_support import job_manifest, ok, unique
+from api_support import ok, unique
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
+from workload_support import job_manifest
 
 
 def _api_resources(kubectl: Any, *flags: str) -> dict[str, list[str]]:
@@ -84,7 +85,7 @@ def test_dynamic_client_drives_jobs(api_client: Any, namespace: str) -> None:
     assert dynamic.resources.get(api_version="batch/v1", name="jobs").kind == "Job"
 
     name = unique("dyn")
-    manifest = job_manifest(name, {"dynamic": name})
+    manifest = job_manifest(name, labels={"dynamic": name})
     manifest["spec"]["suspend"] = True  # nothing needs to run
     created = jobs.create(body=manifest, namespace=namespace)
     assert created.metadata.name == name

@@ -36,16 +36,19 @@ def pod_spec(command: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def job_manifest(name: str, command: list[str] | None = None, *, backoff_limit: int = 0,
-                 pod: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    """A sandbox-shaped Job: labelled app=ci-fixer-sandbox, no retries, restartPolicy Never."""
+                 pod: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
+                 **spec: Any) -> dict[str, Any]:
+    """A sandbox-shaped Job: no retries, restartPolicy Never, labelled app=ci-fixer-sandbox
+    unless ``labels`` says otherwise (on the Job and its pods alike)."""
+    labels = SANDBOX_LABELS if labels is None else labels
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "labels": dict(SANDBOX_LABELS)},
+        "metadata": {"name": name, "labels": dict(labels)},
         "spec": {
             "backoffLimit": backoff_limit,
             "template": {
-                "metadata": {"labels": dict(SANDBOX_LABELS)},
+                "metadata": {"labels": dict(labels)},
                 "spec": pod_spec(command or IDLE, **(pod or {})),
             },
             **spec,

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import clock
-from ..api import Api
+from ..api import Api, pod_scheduled_condition
 from ..errors import ApiError
 from ..quantity import parse_quantity
 from ..resources import ResourceType, require
@@ -225,16 +225,6 @@ def fit_error_message(total_nodes: int, reasons: dict[str, int], victims_possibl
             f"preemption: 0/{total_nodes} nodes are available: {total_nodes} {preemption}.")
 
 
-def _scheduled_condition(status: str, reason: str = "", message: str = "") -> dict[str, Any]:
-    cond: dict[str, Any] = {"type": "PodScheduled", "status": status, "lastProbeTime": None,
-                            "lastTransitionTime": clock.rfc3339()}
-    if reason:
-        cond["reason"] = reason
-    if message:
-        cond["message"] = message
-    return cond
-
-
 def _wants_scheduling(pod: dict[str, Any]) -> bool:
     spec = pod.get("spec", {})
     return (
@@ -325,7 +315,7 @@ class Scheduler(Controller):
         if reasons:
             self._unschedulable.add(key)
             message = fit_error_message(1, {r: 1 for r in reasons}, preemptable)
-            self._set_condition(pod, _scheduled_condition("False", "Unschedulable", message))
+            self._set_condition(pod, pod_scheduled_condition("False", "Unschedulable", message))
             self.api.record_event(pod, "Warning", "FailedScheduling", message, COMPONENT)
             return
         self._unschedulable.discard(key)
