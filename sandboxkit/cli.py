@@ -2,16 +2,32 @@
 
 Subcommands import what they need when they run, so ``sandboxkit --help`` stays fast and the
 CLI never pulls in IPython or ipywidgets.
+
+Commands that talk to a cluster (``ls``, ``gc``, ``rbac``, ``doctor``, ``diagnose``) find it
+as kubectl does (``--kubeconfig``, ``--context``, ``$KUBECONFIG``, ``~/.kube/config``,
+in-cluster) and print failures as one ``error: ...`` line saying what to do, never a
+traceback: exit 2 for a setting to fix before anything can run (:class:`ConfigError`), 1 for
+a failure on the way or a check that did not pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .backends.kubernetes.client import Connection
+    from .diagnostics import Diagnosis
 
 __all__ = ["main"]
+
+ClusterHandler = Callable[[argparse.Namespace, "Connection"], int]
 
 
 def _devcluster_start(args: argparse.Namespace) -> int:
@@ -70,13 +86,215 @@ def _devcluster_run(args: argparse.Namespace) -> int:
         return 1
 
 
+# --- commands that talk to a cluster -------------------------------------------------------
+
+
+def _table(rows: Iterable[Sequence[object]], headers: Sequence[str]) -> str:
+    """Rows as kubectl prints them: upper-case headers, columns three spaces apart."""
+    cells = [[str(h).upper() for h in headers],
+             *[["<none>" if v in ("", None) else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                     .rstrip() for row in cells)
+
+
+def _frame_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    return _table(frame[list(columns)].itertuples(index=False), columns)
+
+
+def _ls(args: argparse.Namespace, conn: Connection) -> int:
+    import pandas as pd
+
+    from .inventory import list_sandboxes
+
+    frame = list_sandboxes(args.namespace, all_namespaces=args.all_namespaces, connection=conn)
+    if args.output == "json":
+        created = frame["created"].map(lambda t: None if t is pd.NaT else t.isoformat())
+        print(json.dumps(frame.assign(created=created).to_dict("records"), indent=2))
+        return 0
+    if frame.empty:
+        where = "" if args.all_namespaces else f" in {args.namespace or conn.namespace} namespace"
+        print(f"No sandboxes found{where}.", file=sys.stderr)
+        return 0
+    columns = ["name", "phase", "status", "pod", "age"]
+    if args.output == "wide":
+        columns += ["node", "image", "owner", "cpu", "memory"]
+    if args.all_namespaces:
+        columns.insert(0, "namespace")
+    print(_frame_table(frame, columns))
+    return 0
+
+
+def _gc(args: argparse.Namespace, conn: Connection) -> int:
+    from .inventory import gc
+
+    frame = gc(args.namespace, dry_run=args.dry_run, connection=conn)
+    if frame.empty:
+        print(f"nothing to collect in namespace {args.namespace or conn.namespace}")
+        return 0
+    result = ("would delete (dry run)" if args.dry_run else "deleted" if deleted
+              else "already gone" for deleted in frame["deleted"])
+    print(_table(zip(frame["name"], frame["reason"], result, strict=True),
+                 ["name", "reason", "result"]))
+    return 0
+
+
+def _rbac(args: argparse.Namespace, conn: Connection) -> int:
+    from . import rbac
+
+    if args.action in ("apply", "uninstall"):
+        change = rbac.apply if args.action == "apply" else rbac.uninstall
+        for line in change(args.namespace, args.file, connection=conn):
+            print(line)
+        return 0
+    frame = rbac.verify(args.namespace, args.service_account, connection=conn)
+    identity = frame.attrs.get("identity")
+    if identity:
+        print(f"identity: {identity}")
+    print(_frame_table(frame, ["api_group", "resource", "verb", "expected", "allowed", "ok",
+                               "reason"]))
+    print(frame.attrs.get("verdict", ""))
+    missing = frame.attrs.get("missing_yaml", "")
+    if missing:
+        print("\nRole rules missing (add them to the Role, or run `sandboxkit rbac apply`):")
+        print(missing.rstrip("\n"))
+    return 0 if bool(frame["ok"].all()) else 1
+
+
+def _report(diagnosis: Diagnosis) -> int:
+    print(diagnosis.to_text())
+    return 1 if any(f.severity == "error" for f in diagnosis.findings) else 0
+
+
+def _doctor(args: argparse.Namespace, conn: Connection) -> int:
+    from .diagnostics import preflight
+
+    return _report(preflight(args.namespace, image=args.image, connection=conn))
+
+
+def _diagnose(args: argparse.Namespace, conn: Connection) -> int:
+    from .diagnostics import diagnose
+
+    return _report(diagnose(args.name, args.namespace, connection=conn))
+
+
+def _on_cluster(handler: ClusterHandler) -> Callable[[argparse.Namespace], int]:
+    """Run ``handler`` with a connection resolved from the flags, closed afterwards."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .backends.kubernetes.client import connect
+
+        conn = connect(args.kubeconfig, args.context)
+        try:
+            return handler(args, conn)
+        finally:
+            conn.close()
+
+    return run
+
+
+def _error_line(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status for a failure a user can act on; None for an
+    unexpected one (a bug, whose traceback is worth seeing)."""
+    from .errors import ConfigError, SandboxError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ConfigError):
+        return text, 2
+    if isinstance(exc, SandboxError):
+        return text, 1
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        try:
+            message = json.loads(exc.body or "{}").get("message") or exc.reason
+        except (TypeError, ValueError, AttributeError):
+            message = exc.reason
+        return f"the API server answered {exc.status} {exc.reason}: {message}", 1
+    if isinstance(exc, HTTPError | OSError):
+        return (f"cannot reach the cluster: {text}. Check `kubectl cluster-info` with the "
+                "same --kubeconfig/--context, or start a local cluster with "
+                "`eval \"$(sandboxkit devcluster start)\"`"), 1
+    return None
+
+
+def _cluster_options(subcommand: argparse.ArgumentParser) -> None:
+    """kubectl's connection flags; SUPPRESS keeps a value given before the subcommand."""
+    subcommand.add_argument("--kubeconfig", default=argparse.SUPPRESS, metavar="PATH",
+                            help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    subcommand.add_argument("--context", default=argparse.SUPPRESS, metavar="NAME",
+                            help="kubeconfig context (default: the current one)")
+
+
+def _cluster_command(
+    commands: Any, name: str, handler: ClusterHandler, summary: str,
+    namespace: bool = True,
+) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=summary,
+                                                           description=summary)
+    _cluster_options(command)
+    if namespace:
+        command.add_argument("-n", "--namespace", metavar="NS",
+                             help="namespace (default: the kubeconfig context's)")
+    command.set_defaults(handler=_on_cluster(handler))
+    return command
+
+
+def _add_cluster_commands(commands: Any) -> None:
+    ls = _cluster_command(commands, "ls", _ls, "list sandboxes (Jobs app=ci-fixer-sandbox)",
+                          namespace=False)
+    scope = ls.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", metavar="NS",
+                       help="namespace (default: the kubeconfig context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="list sandboxes in every namespace")
+    ls.add_argument("-o", "--output", choices=("wide", "json"),
+                    help="wide: add node, image, owner, cpu and memory; json: every field")
+
+    gc = _cluster_command(commands, "gc", _gc,
+                          "delete sandboxes that finished, outlived their deadline or whose "
+                          "owner process on this host is gone")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+
+    rbac = commands.add_parser("rbac", help="install and check the sandbox RBAC manifests")
+    actions = rbac.add_subparsers(dest="action", required=True)
+    for action, summary in (
+        ("apply", "create or update the ServiceAccounts, Role and RoleBinding"),
+        ("verify", "check what the app's ServiceAccount may do in the namespace; exit 1 "
+                   "if a needed permission is missing"),
+        ("uninstall", "delete what apply created"),
+    ):
+        command = _cluster_command(actions, action, _rbac, summary)
+        if action == "verify":
+            command.add_argument("--service-account", metavar="SA",
+                                 help="check this ServiceAccount instead of the app's")
+        else:
+            command.add_argument("--file", type=Path, metavar="PATH",
+                                 help="manifest file (default: the one sandboxkit ships)")
+
+    doctor = _cluster_command(commands, "doctor", _doctor,
+                              "check that sandboxes can start in the namespace; exit 1 on "
+                              "an error")
+    doctor.add_argument("--image", help="also check this image (default: the configured one)")
+    diagnose = _cluster_command(commands, "diagnose", _diagnose,
+                                "explain what is wrong with a sandbox; exit 1 on an error")
+    diagnose.add_argument("name", help="the sandbox (Job) name")
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     from .devcluster.process import DEFAULT_DIR
 
     parser = argparse.ArgumentParser(
         prog="sandboxkit", description="Run and debug code in Kubernetes sandboxes."
     )
+    parser.add_argument("--kubeconfig", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--context", metavar="NAME", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_cluster_commands(commands)
     devcluster = commands.add_parser(
         "devcluster", help="a local Kubernetes API server for tests and offline use"
     )
@@ -100,7 +318,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sandboxkit`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        known = _error_line(exc)
+        if known is None:
+            raise
+        message, status = known
+        print(f"error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any
 
 from .errors import ConfigError
@@ -22,19 +23,33 @@ from .models import Resources
 __all__ = [
     "BACKENDS",
     "DEFAULT_IMAGE",
+    "EGRESS_LABEL",
     "SANDBOX_APP_LABEL",
+    "SECURITY_PROFILES",
     "SandboxConfig",
+    "quantity_value",
     "validate_dns_label",
     "validate_quantity",
 ]
 
 DEFAULT_IMAGE = "nikolaik/python-nodejs:python3.11-nodejs20-bullseye"
 SANDBOX_APP_LABEL = ("app", "ci-fixer-sandbox")
-BACKENDS = ("kubernetes",)
+BACKENDS = ("kubernetes", "docker", "local")
+# Pod Security Standards levels a sandbox pod is built to pass (see manifests)
+SECURITY_PROFILES = ("baseline", "restricted")
+# Pod label the sandbox NetworkPolicy (k8s/policies/networkpolicy.yaml) opens egress for
+EGRESS_LABEL = ("sandboxkit.io/egress", "allowed")
 MiB = 1024 * 1024
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 _QUANTITY_SUFFIX = re.compile(r"^(|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][-+]?[0-9]+)$")
+_QUANTITY_FACTORS = {
+    "": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -46,6 +61,18 @@ def validate_quantity(field_name: str, value: str, example: str) -> None:
     match = _QUANTITY.match(value) if isinstance(value, str) else None
     if not match or not _QUANTITY_SUFFIX.match(match.group(2)):
         raise ConfigError(field_name, value, "not a Kubernetes quantity", example)
+
+
+def quantity_value(value: str) -> Decimal:
+    """A Kubernetes quantity as a number (``"250m"`` -> 0.25, ``"2Gi"`` -> 2147483648), for
+    backends that take plain numbers (Docker's nano-CPUs and bytes)."""
+    validate_quantity("quantity", value, "2Gi")
+    match = _QUANTITY.match(value)
+    assert match is not None  # validated above
+    number, suffix = Decimal(match.group(1)), match.group(2)
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _QUANTITY_FACTORS[suffix]
 
 
 def validate_dns_label(field_name: str, value: str, example: str = "my-sandbox") -> None:
@@ -100,6 +127,16 @@ class SandboxConfig:
     keep_on_failure: bool = False
     kubeconfig: str | None = None
     context: str | None = None
+    # "restricted" passes the Pod Security Standard of that name (non-root uid 1000, no
+    # privilege escalation, no capabilities, RuntimeDefault seccomp); "baseline" is the seed's pod
+    security_profile: str = "baseline"
+    workspace_pvc: str | None = None  # a PersistentVolumeClaim mounted at workspace_path
+    workspace_path: str = "/workspace"
+    allow_egress: bool = False  # label the pod so the sandbox NetworkPolicy allows egress
+    # Docker backend only: the network the container joins. None means no network at all
+    # ("none"), or Docker's default "bridge" when allow_egress is set: the same default-deny
+    # the NetworkPolicy gives a pod. Name a network to reach services on it (compose, "host").
+    docker_network: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,8 +163,20 @@ class SandboxConfig:
         for key in self.env:
             if not _ENV_NAME.match(key):
                 raise ConfigError("env", key, "not a valid environment variable name", "CI=1")
-        if self.workdir is not None and not self.workdir.startswith("/"):
-            raise ConfigError("workdir", self.workdir, "must be an absolute path", "/workspace")
+        for name in ("workdir", "workspace_path"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.startswith("/")):
+                raise ConfigError(name, value, "must be an absolute path", "/workspace")
+        if self.security_profile not in SECURITY_PROFILES:
+            raise ConfigError("security_profile", self.security_profile,
+                              f"must be one of {', '.join(SECURITY_PROFILES)}", "restricted")
+        if self.workspace_pvc is not None:
+            _validate_subdomain("workspace_pvc", self.workspace_pvc, "ci-workspace")
+        if self.docker_network is not None and (
+                not isinstance(self.docker_network, str) or not self.docker_network
+                or any(c.isspace() for c in self.docker_network)):
+            raise ConfigError("docker_network", self.docker_network,
+                              "must name a Docker network", "bridge")
         for name in ("ttl_seconds_after_finished", "active_deadline_seconds",
                      "termination_grace_period_seconds"):
             value = getattr(self, name)

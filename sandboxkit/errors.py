@@ -9,8 +9,10 @@
     │   ├── Unschedulable            the scheduler found no node (FailedScheduling)
     │   ├── QuotaExceeded            a ResourceQuota rejected the pod (FailedCreate)
     │   ├── ServiceAccountMissing    the pod's ServiceAccount does not exist
+    │   ├── PodSecurityViolation     the namespace's Pod Security level refused the pod
     │   └── StartupTimeout           nothing failed, but Running never came
     ├── PermissionDenied             the API answered 403 (verb, resource, identity)
+    ├── BackendUnavailable           the Docker daemon (or another backend) cannot be reached
     ├── SandboxNotFound              attach(): no sandbox of that name (or not a sandbox)
     ├── SandboxGone                  the pod disappeared under a command
     ├── CommandTimeout               a command outlived its timeout (output so far attached)
@@ -28,12 +30,14 @@ if TYPE_CHECKING:
     from .models import CommandResult
 
 __all__ = [
+    "BackendUnavailable",
     "CommandFailed",
     "CommandTimeout",
     "ConfigError",
     "ExecProtocolError",
     "ImagePullError",
     "PermissionDenied",
+    "PodSecurityViolation",
     "QuotaExceeded",
     "SandboxError",
     "SandboxGone",
@@ -85,6 +89,15 @@ class ServiceAccountMissing(SandboxStartupError):
     pass
 
 
+class PodSecurityViolation(SandboxStartupError):
+    """Pod Security admission refused the pod; ``level`` is the enforced one
+    (``restricted:latest``)."""
+
+    def __init__(self, message: str, *, level: str, sandbox: str = "", reason: str = "") -> None:
+        self.level = level
+        super().__init__(message, sandbox=sandbox, reason=reason)
+
+
 class StartupTimeout(SandboxStartupError):
     pass
 
@@ -101,6 +114,11 @@ class PermissionDenied(SandboxError):
         self.namespace = namespace
         self.identity = identity
         super().__init__(message)
+
+
+class BackendUnavailable(SandboxError, ConnectionError):
+    """The execution backend itself cannot be reached (no Docker daemon at ``DOCKER_HOST``);
+    the message says where it was looked for and how to point sandboxkit at it."""
 
 
 class SandboxNotFound(SandboxError, LookupError):

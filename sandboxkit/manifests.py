@@ -4,26 +4,38 @@ The seed design fixes the shape: label ``app=ci-fixer-sandbox``, ServiceAccount
 ``ci-fixer-sandbox``, one container idling on ``tail -f /dev/null``, backoffLimit 0,
 ``ttlSecondsAfterFinished``; sandboxkit adds a per-sandbox id label, an owner annotation,
 no ServiceAccount token in the pod, a bounded lifetime and a short grace period.
+
+Security profiles name the Pod Security Standards level the pod is built to pass, so a
+namespace labelled ``pod-security.kubernetes.io/enforce=<level>`` admits it. "baseline" is
+the seed's pod, which sets nothing baseline forbids. "restricted" adds what that level
+requires: no privilege escalation, every capability dropped, the runtime's default seccomp
+profile, and a non-root user. The uid is set explicitly (:data:`RESTRICTED_UID`) because
+``runAsNonRoot`` alone makes the kubelet refuse images whose default user is root, as the
+seed image's is; ``fsGroup`` makes a mounted workspace volume writable for that user.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 import uuid
 from typing import Any
 
-from .config import SANDBOX_APP_LABEL, SandboxConfig
+from .config import EGRESS_LABEL, SANDBOX_APP_LABEL, SandboxConfig
 
 __all__ = [
     "CONTAINER_NAME",
     "IDLE_COMMAND",
     "ID_LABEL",
     "OWNER_ANNOTATION",
+    "RESTRICTED_UID",
+    "WORKSPACE_VOLUME",
     "job_manifest",
     "new_sandbox_name",
     "owner_description",
+    "owner_process",
     "sandbox_selector",
 ]
 
@@ -31,6 +43,9 @@ CONTAINER_NAME = "sandbox"
 IDLE_COMMAND = ("tail", "-f", "/dev/null")
 ID_LABEL = "sandboxkit.io/sandbox-id"
 OWNER_ANNOTATION = "sandboxkit.io/owner"
+WORKSPACE_VOLUME = "workspace"
+# A conventional first non-system uid (the seed image's "pn" user, node images' "node")
+RESTRICTED_UID = 1000
 
 
 def new_sandbox_name() -> str:
@@ -45,6 +60,16 @@ def owner_description(kernel: str | None = None) -> str:
         user = str(os.getuid())
     where = f"{user}@{socket.gethostname()} pid={os.getpid()}"
     return f"{where} kernel={kernel}" if kernel else where
+
+
+_OWNER = re.compile(r"^[^@\s]*@(?P<host>\S+) pid=(?P<pid>\d+)(?: |$)")
+
+
+def owner_process(owner: str) -> tuple[str, int] | None:
+    """``(host, pid)`` of the process an :func:`owner_description` names; None for an
+    annotation in another format (written by hand, or by another tool)."""
+    match = _OWNER.match(owner or "")
+    return (match.group("host"), int(match.group("pid"))) if match else None
 
 
 def sandbox_selector(name: str | None = None) -> str:
@@ -64,8 +89,27 @@ def job_manifest(config: SandboxConfig, name: str, owner: str) -> dict[str, Any]
         "resources": config.resources.to_k8s(),
         "env": [{"name": k, "value": v} for k, v in config.env.items()],
     }
-    if config.workdir:
-        container["workingDir"] = config.workdir
+    # With a workspace volume and no workdir, commands start in the workspace: that is where
+    # the checkout that outlives the sandbox lives.
+    workdir = config.workdir or (config.workspace_path if config.workspace_pvc else None)
+    if workdir:
+        container["workingDir"] = workdir
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": config.service_account,
+        "automountServiceAccountToken": config.automount_service_account_token,
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
+        "containers": [container],
+    }
+    if config.workspace_pvc:
+        container["volumeMounts"] = [{"name": WORKSPACE_VOLUME, "mountPath": config.workspace_path}]
+        pod_spec["volumes"] = [{"name": WORKSPACE_VOLUME,
+                                "persistentVolumeClaim": {"claimName": config.workspace_pvc}}]
+    if config.security_profile == "restricted":
+        pod_spec["securityContext"], container["securityContext"] = _restricted_contexts()
+    template_labels = dict(labels)
+    if config.allow_egress:
+        template_labels[EGRESS_LABEL[0]] = EGRESS_LABEL[1]
     metadata: dict[str, Any] = {
         "name": name,
         "labels": labels,
@@ -82,14 +126,22 @@ def job_manifest(config: SandboxConfig, name: str, owner: str) -> dict[str, Any]
             "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
             "activeDeadlineSeconds": config.active_deadline_seconds,
             "template": {
-                "metadata": {"labels": labels, "annotations": {OWNER_ANNOTATION: owner}},
-                "spec": {
-                    "serviceAccountName": config.service_account,
-                    "automountServiceAccountToken": config.automount_service_account_token,
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": config.termination_grace_period_seconds,
-                    "containers": [container],
-                },
+                "metadata": {"labels": template_labels,
+                             "annotations": {OWNER_ANNOTATION: owner}},
+                "spec": pod_spec,
             },
         },
     }
+
+
+def _restricted_contexts() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod and container securityContext passing the "restricted" Pod Security Standard."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": RESTRICTED_UID,
+        "runAsGroup": RESTRICTED_UID,
+        "fsGroup": RESTRICTED_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return pod, container

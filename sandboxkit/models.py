@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import CommandFailed
 
-__all__ = ["CommandResult", "Resources", "SandboxStatus"]
+__all__ = ["CommandResult", "Resources", "SandboxStatus", "kube_age"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,88 @@ class SandboxStatus:
     image: str = ""
     created: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Latest events, oldest first: dicts with type, reason, message, count, time, object.
     events: tuple[dict[str, Any], ...] = ()
+    # The Job's status counts and conditions (dicts with type, status, reason, message).
+    job_active: int = 0
+    job_succeeded: int = 0
+    job_failed: int = 0
+    job_conditions: tuple[dict[str, str], ...] = ()
+    exit_code: int | None = None  # of a terminated container
+    requests: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False  # the Job or the pod has a deletionTimestamp
 
     @property
     def running(self) -> bool:
         return self.pod_phase == "Running" and self.container_state == "running"
+
+    @property
+    def gone(self) -> bool:
+        """The Job no longer exists (deleted, or never created)."""
+        return self.job_phase == "Missing"
+
+    @property
+    def display_status(self) -> str:
+        """One word, as the STATUS column of ``kubectl get pods`` words it (Running,
+        ContainerCreating, ImagePullBackOff, OOMKilled, Terminating ...), extended to a
+        sandbox with no pod: the Job's phase, Pending while the pod is being made, Gone."""
+        if self.gone:
+            return "Gone"
+        if self.deleting:
+            return "Terminating"
+        if not self.pod_name:
+            return "Pending" if self.job_phase == "Active" else self.job_phase
+        if self.container_state in ("waiting", "terminated") and self.reason:
+            return self.reason
+        if self.container_state == "terminated" and self.exit_code is not None:
+            return f"ExitCode:{self.exit_code}"
+        return self.pod_phase or "Unknown"
+
+    def age(self, now: datetime | None = None) -> str:
+        """Time since the sandbox was created, as kubectl's AGE column shows it."""
+        return kube_age(self.created, now)
+
+
+def kube_age(timestamp: str, now: datetime | None = None) -> str:
+    """``now - timestamp`` (RFC 3339, as the API writes it) the way kubectl prints ages:
+    ``45s``, ``3m12s``, ``25m``, ``5h3m``, ``2d4h``; ``<unknown>`` without a timestamp.
+
+    Same thresholds as k8s.io/apimachinery's ``duration.HumanDuration``, so a widget and
+    ``kubectl get`` beside it agree.
+    """
+    try:
+        then = datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        return _units(minutes, "m", seconds % 60, "s")
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return _units(hours, "h", minutes % 60, "m")
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if days < 8:
+        return _units(days, "d", hours % 24, "h")
+    if days < 365 * 2:
+        return f"{days}d"
+    if days < 365 * 8:
+        return _units(days // 365, "y", days % 365, "d")
+    return f"{days // 365}y"
+
+
+def _units(major: int, major_unit: str, minor: int, minor_unit: str) -> str:
+    return f"{major}{major_unit}{minor}{minor_unit}" if minor else f"{major}{major_unit}"

@@ -19,6 +19,8 @@ __all__ = ["BACKENDS", "KubernetesSandbox", "Sandbox", "backend_class"]
 
 BACKENDS: dict[str, str] = {
     "kubernetes": "sandboxkit.backends.kubernetes.sandbox:KubernetesSandbox",
+    "docker": "sandboxkit.backends.docker:DockerSandbox",
+    "local": "sandboxkit.backends.local:LocalSandbox",
 }
 
 

@@ -9,13 +9,15 @@ the lifecycle and file methods, and the contract test suite holds it to the same
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+from .. import metrics
 from ..config import SandboxConfig
-from ..errors import ConfigError
+from ..errors import CommandTimeout, ConfigError
 from ..models import CommandResult, SandboxStatus
 
 __all__ = ["OutputCallback", "Sandbox", "Stdin", "command_argv"]
@@ -108,8 +110,8 @@ class Sandbox(ABC):
         and then closed (EOF). ``check=True`` raises :class:`CommandFailed` for a non-zero
         exit. A timeout kills the command and raises :class:`CommandTimeout`.
         """
-        result = self._execute(cmd, timeout=timeout, env=env, workdir=workdir, stdin=stdin,
-                               on_stdout=None, on_stderr=None)
+        result = self._timed_execute(cmd, timeout=timeout, env=env, workdir=workdir,
+                                     stdin=stdin, on_stdout=None, on_stderr=None)
         return result.check_returncode() if check else result
 
     def stream(
@@ -119,8 +121,24 @@ class Sandbox(ABC):
     ) -> CommandResult:
         """Like :meth:`run_command`, calling ``on_stdout``/``on_stderr`` with each chunk of
         bytes as it arrives -- all of it, even beyond the output limit the result keeps."""
-        return self._execute(cmd, timeout=timeout, env=env, workdir=workdir, stdin=stdin,
-                             on_stdout=on_stdout, on_stderr=on_stderr)
+        return self._timed_execute(cmd, timeout=timeout, env=env, workdir=workdir,
+                                   stdin=stdin, on_stdout=on_stdout, on_stderr=on_stderr)
+
+    def _timed_execute(self, cmd: str, **options: Any) -> CommandResult:
+        """:meth:`_execute`, measured: the one place every backend's commands pass, so
+        durations and errors are recorded once (:mod:`sandboxkit.metrics`). A timeout counts
+        both as an error and, with the time it ran, as a duration."""
+        backend = self.config.execution_backend
+        started = time.perf_counter()
+        try:
+            result = self._execute(cmd, **options)
+        except Exception as exc:
+            if isinstance(exc, CommandTimeout):
+                metrics.record_command(backend, time.perf_counter() - started)
+            metrics.record_command_error(backend, exc)
+            raise
+        metrics.record_command(backend, time.perf_counter() - started)
+        return result
 
     # --- files ----------------------------------------------------------------------------
 

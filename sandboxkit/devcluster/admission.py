@@ -1,5 +1,7 @@
 """Admission plugins: NamespaceLifecycle, LimitRanger, ServiceAccount and ResourceQuota.
 
+PodSecurity lives in :mod:`.podsecurity` and runs between ServiceAccount and ResourceQuota.
+
 Each is an :data:`~sandboxkit.devcluster.api.Admission` callable, run by ``Api`` on every
 create and update in the order of :func:`default_plugins` -- upstream's order. Rejections
 are the API server's: ``namespaces "x" not found`` (404), and 403 Forbidden worded
@@ -26,6 +28,7 @@ from typing import Any
 from . import clock
 from .api import Admission, Api, User
 from .errors import ApiError, not_found, status_details
+from .podsecurity import pod_security
 from .quantity import canonical_quantity, parse_quantity
 from .resources import RESOURCES, ResourceType, require
 
@@ -558,4 +561,4 @@ def resource_quota(
 
 def default_plugins() -> list[Admission]:
     """The plugins in the API server's order (quota last: it sees the defaulted pod)."""
-    return [namespace_lifecycle, limit_ranger, service_account, resource_quota]
+    return [namespace_lifecycle, limit_ranger, service_account, pod_security, resource_quota]

@@ -9,11 +9,13 @@ All methods are synchronous and must be called from the event loop's thread.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,6 +32,8 @@ __all__ = [
     "Api",
     "ChangeListener",
     "User",
+    "add_warning",
+    "collect_warnings",
     "pod_scheduled_condition",
     "unsupported_propagation",
 ]
@@ -53,6 +57,30 @@ ChangeListener = Callable[[str, ResourceType, dict[str, Any]], None]
 # Admission plugin: (api, resource type, operation "CREATE" | "UPDATE", object, old object or
 # None, user) -> None; mutates the object in place or raises ApiError to reject.
 Admission = Callable[["Api", ResourceType, str, dict[str, Any], dict[str, Any] | None, User], None]
+
+
+# The warnings of the request being served (admission's ``response.Warnings``): the HTTP
+# layer turns them into ``Warning`` headers; in-process callers (controllers) have none.
+_WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "devcluster_warnings", default=None)
+
+
+def add_warning(message: str) -> None:
+    """Send ``message`` to the client as a ``Warning: 299`` header (kubectl prints it)."""
+    sink = _WARNINGS.get()
+    if sink is not None and message not in sink:
+        sink.append(message)
+
+
+@contextlib.contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Gather :func:`add_warning` calls made while serving one request."""
+    sink: list[str] = []
+    token = _WARNINGS.set(sink)
+    try:
+        yield sink
+    finally:
+        _WARNINGS.reset(token)
 
 
 EVENTS = require("", "v1", "events")

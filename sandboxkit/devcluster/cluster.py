@@ -139,7 +139,8 @@ async def serve(
     issuer = TokenIssuer.load_or_create(directory)
     api = Api()
     api.admission.extend(admission.default_plugins())
-    controllers = all_controllers(api, root_ca_pem=pki.ca_cert.read_text())
+    controllers = all_controllers(api, root_ca_pem=pki.ca_cert.read_text(),
+                                  node_dir=directory / "node")
     for controller in controllers:
         controller.start()
     _bootstrap(api)

@@ -12,7 +12,12 @@ troubleshooting notebook read exactly those. Where the devcluster must differ:
 - Back-offs start short (``image_backoff``/``crash_backoff``, 2 s by default instead of the
   kubelet's 10 s) and double up to 300 s, so failures show up in tests within seconds.
 - Every pod shares the host's network: ``podIP`` and ``hostIP`` are the node's address.
-- Probes, volumes, lifecycle hooks and resource enforcement are not implemented: a running
+- Volumes: persistentVolumeClaim (the claim's host directory, see :mod:`.volumes`) and
+  emptyDir (a per-pod directory) are bind-mounted, ``readOnly`` and ``subPath`` honoured;
+  other sources (the ServiceAccount token's projected volume, configMap, secret) are not.
+  The image's default user is taken to be root, so ``runAsNonRoot`` without ``runAsUser``
+  fails as it does for root images on a node.
+- Probes, lifecycle hooks and resource enforcement are not implemented: a running
   container is ready.
 - Events carry no ``involvedObject.fieldPath`` (``Api.record_event`` names the pod only).
 """
@@ -41,7 +46,8 @@ from .podlogs import LogOptions, read_logs
 from .qos import qos_class
 from .quantity import parse_quantity
 from .resources import ResourceType
-from .runtime import Container, ContainerRuntime, ContainerStartError
+from .runtime import Container, ContainerRuntime, ContainerStartError, Mount
+from .volumes import claim_dir
 
 __all__ = ["Kubelet", "expand", "go_duration", "qos_class"]
 
@@ -417,6 +423,8 @@ class Kubelet:
         spec = record.spec
         try:
             env = self._container_env(worker, spec)
+            volumes = self._volumes(worker, spec)
+            user = self._run_as(worker, spec)
         except _ConfigError as exc:
             self._fail_waiting(worker, record, "CreateContainerConfigError", str(exc))
             return None
@@ -431,7 +439,8 @@ class Kubelet:
         self._event(worker, "Normal", "Created", f"Created container {record.name}")
         try:
             container = await self.runtime.start_container(
-                worker.uid, record.name, argv, env, spec.get("workingDir"), hostname=worker.name
+                worker.uid, record.name, argv, env, spec.get("workingDir"), hostname=worker.name,
+                volumes=volumes, user=user,
             )
         except ContainerStartError as exc:
             message = RUNC_PREFIX + f"{exc}: unknown"
@@ -649,6 +658,67 @@ class Kubelet:
             if value is not None:
                 env[name] = value
         return env
+
+    # -- volumes and user ----------------------------------------------------------------
+
+    def _volumes(self, worker: _PodWorker, spec: Mapping[str, Any]) -> list[Mount]:
+        """The container's volumeMounts whose volumes the devcluster can provide."""
+        volumes = {v["name"]: v for v in worker.pod["spec"].get("volumes") or []}
+        mounts = []
+        for mount in spec.get("volumeMounts") or []:
+            volume = volumes.get(mount.get("name", ""))
+            source = self._volume_dir(worker, volume) if volume else None
+            if source is None:
+                continue
+            if mount.get("subPath"):
+                source = source / mount["subPath"]
+                source.mkdir(parents=True, exist_ok=True)
+            read_only = bool(mount.get("readOnly")) or bool(
+                (volume or {}).get("persistentVolumeClaim", {}).get("readOnly"))
+            mounts.append(Mount(source, mount["mountPath"], read_only))
+        return mounts
+
+    def _volume_dir(self, worker: _PodWorker, volume: Mapping[str, Any]) -> Path | None:
+        if "emptyDir" in volume:
+            path = self.runtime.root_dir / worker.uid / "volumes" / volume["name"]
+        elif "persistentVolumeClaim" in volume:
+            name = volume["persistentVolumeClaim"].get("claimName", "")
+            try:
+                claim = self.api.get(_rt("persistentvolumeclaims"), worker.namespace, name)
+            except errors.ApiError as exc:
+                if exc.code == 404:
+                    raise _ConfigError(f'persistentvolumeclaim "{name}" not found') from exc
+                raise
+            bound = (claim.get("spec") or {}).get("volumeName")
+            if not bound:
+                raise _ConfigError(f'persistentvolumeclaim "{name}" is not bound')
+            path = claim_dir(self.runtime.root_dir, bound)
+        else:
+            return None
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _run_as(worker: _PodWorker, spec: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(runAsUser, runAsGroup) for the container, after the kubelet's runAsNonRoot check."""
+        pod_context = worker.pod["spec"].get("securityContext") or {}
+        context = spec.get("securityContext") or {}
+
+        def setting(key: str) -> Any:
+            return context[key] if context.get(key) is not None else pod_context.get(key)
+
+        uid, gid = setting("runAsUser"), setting("runAsGroup")
+        pod = f"{worker.name}_{worker.namespace}({worker.uid})"
+        if setting("runAsNonRoot"):
+            if uid == 0:
+                raise _ConfigError("container's runAsUser breaks non-root policy "
+                                   f'(pod: "{pod}", container: {spec["name"]})')
+            if uid is None:  # images here have no USER: they run as root
+                raise _ConfigError("container has runAsNonRoot and image will run as root "
+                                   f'(pod: "{pod}", container: {spec["name"]})')
+        if uid is None:
+            return None
+        return int(uid), int(gid if gid is not None else 0)
 
     def _lookup(
         self, plural: str, ns: str, ref: Mapping[str, Any], what: str

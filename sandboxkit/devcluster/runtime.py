@@ -10,6 +10,12 @@ and when it exits the kernel kills everything left in the namespace. bubblewrap 
 when it works; as root, ``unshare`` plus a few mounts does the same; otherwise containers
 are plain processes in their own session (``isolation == "none"``), and say so.
 
+Volumes are bind mounts of host directories (``readOnly`` as a read-only bind) laid over
+that view. Under bubblewrap a container with ``runAsUser`` runs in a user namespace that
+maps that uid (and ``runAsGroup``) to the devcluster's own user, so ``id -u`` says 1000 while
+files it writes on the host belong to whoever runs the devcluster; with ``unshare`` or no
+isolation the user is recorded but the process keeps the devcluster's.
+
 Execs join the container's namespaces with ``nsenter`` (no shell in between, so starting
 one costs a fork/exec or two) and get the container's environment and working directory.
 
@@ -45,6 +51,7 @@ __all__ = [
     "Container",
     "ContainerRuntime",
     "ContainerStartError",
+    "Mount",
     "rfc3339nano",
 ]
 
@@ -58,8 +65,8 @@ DEFAULT_WORKDIR = "/workspace"
 # bubblewrap would: it execs the container command, so no shell stays around.
 _UNSHARE_SETUP = r"""
 set -e
-root=$1 tmp=$2 vartmp=$3 home=$4 work=$5 cwd=$6 host=$7
-shift 7
+root=$1 tmp=$2 vartmp=$3 home=$4 work=$5 cwd=$6 host=$7 volumes=$8
+shift 8
 mount --make-rprivate /
 mount -t tmpfs tmpfs "$root"
 for e in /*; do
@@ -81,6 +88,13 @@ if [ -n "$work" ]; then
   mkdir -p "$root$cwd" 2>/dev/null || true
   mount --bind "$work" "$root$cwd"
 fi
+while [ "$volumes" -gt 0 ]; do
+  mkdir -p "$root$2" 2>/dev/null || true
+  mount --bind "$1" "$root$2"
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$root$2"; fi
+  shift 3
+  volumes=$((volumes - 1))
+done
 mount -o remount,ro "$root"
 hostname "$host"
 cd "$root"
@@ -93,6 +107,15 @@ _BWRAP = os.path.realpath(shutil.which("bwrap") or "/usr/bin/bwrap")
 
 class ContainerStartError(Exception):
     """The runtime could not start the command; ``str()`` is runc's wording."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume: host directory ``source`` at ``target`` in the container."""
+
+    source: Path
+    target: str
+    read_only: bool = False
 
 
 def rfc3339nano(ns: int | None = None) -> str:
@@ -116,6 +139,7 @@ class _Layout:
     work: Path | None  # host dir bound at ``cwd``, None when cwd is the host's own dir
     cwd: str
     namespaced: bool = True
+    volumes: tuple[Mount, ...] = ()
 
     def host_path(self, path: str) -> Path:
         """The host file a container path refers to (for PATH lookups before exec)."""
@@ -124,6 +148,7 @@ class _Layout:
         mounts = [("/tmp", self.tmp), ("/var/tmp", self.var_tmp), (HOME, self.home)]
         if self.work is not None:
             mounts.append((self.cwd, self.work))
+        mounts += [(v.target, v.source) for v in self.volumes]
         for target, source in sorted(mounts, key=lambda m: -len(m[0])):
             if path == target or path.startswith(target.rstrip("/") + "/"):
                 return source / os.path.relpath(path, target)
@@ -142,6 +167,7 @@ class Container:
     layout: _Layout
     isolation: str
     _process: asyncio.subprocess.Process
+    user: tuple[int, int] | None = None  # (uid, gid) inside its user namespace
     _pumps: list[asyncio.Task[None]] = field(default_factory=list)
     _reaper: asyncio.Task[None] | None = None
     _killed: bool = False
@@ -313,7 +339,8 @@ class ContainerRuntime:
 
     # -- containers --------------------------------------------------------------------
 
-    def _layout(self, pod_uid: str, name: str, run: int, workdir: str | None) -> _Layout:
+    def _layout(self, pod_uid: str, name: str, run: int, workdir: str | None,
+                volumes: tuple[Mount, ...] = ()) -> _Layout:
         run_dir = self.root_dir / pod_uid / "containers" / name / str(run)
         tmp, var_tmp, home = run_dir / "tmp", run_dir / "var-tmp", run_dir / "home"
         for d in (tmp, var_tmp, home):
@@ -321,9 +348,10 @@ class ContainerRuntime:
         tmp.chmod(0o1777)
         var_tmp.chmod(0o1777)
         cwd = os.path.normpath(workdir or DEFAULT_WORKDIR)
-        base = _Layout(run_dir, tmp, var_tmp, home, None, cwd)
+        base = _Layout(run_dir, tmp, var_tmp, home, None, cwd, volumes=volumes)
         private = base.host_path(cwd)
         if self.isolation == "none":
+            base.volumes = ()  # no mount namespace to lay them out in
             # plain processes see the host's paths: a missing working dir becomes a private one
             base.namespaced = False
             if not Path(cwd).is_dir():
@@ -348,8 +376,13 @@ class ContainerRuntime:
         workdir: str | None = None,
         *,
         hostname: str | None = None,
+        volumes: Sequence[Mount] = (),
+        user: tuple[int, int] | None = None,
     ) -> Container:
-        """Start ``argv``; raises ContainerStartError (runc's message) if it cannot run."""
+        """Start ``argv``; raises ContainerStartError (runc's message) if it cannot run.
+
+        ``user`` is ``(uid, gid)``, honoured under bubblewrap only (see the module docstring).
+        """
         key = (pod_uid, container_name)
         previous = self._containers.get(key)
         if previous is not None and previous.running:
@@ -358,7 +391,9 @@ class ContainerRuntime:
         self._runs[key] = run
         if previous is not None:
             shutil.rmtree(previous.layout.run_dir, ignore_errors=True)
-        layout = self._layout(pod_uid, container_name, run, workdir)
+        layout = self._layout(pod_uid, container_name, run, workdir, tuple(volumes))
+        if self.isolation != "bwrap":
+            user = None
         full_env = {"PATH": DEFAULT_PATH, "HOME": HOME, **env}
         if self.isolation == "none":
             full_env.update(TMPDIR=str(layout.tmp), HOME=str(layout.home))
@@ -371,9 +406,11 @@ class ContainerRuntime:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{run}.log"
         log_path.touch()
-        process, pid = await self._spawn(list(argv), full_env, layout, hostname or "localhost")
+        process, pid = await self._spawn(list(argv), full_env, layout, hostname or "localhost",
+                                         user)
         container = Container(
-            pod_uid, container_name, pid, log_path, full_env, layout, self.isolation, process
+            pod_uid, container_name, pid, log_path, full_env, layout, self.isolation, process,
+            user=user,
         )
         assert process.stdout is not None and process.stderr is not None
         container._pumps = [
@@ -385,7 +422,8 @@ class ContainerRuntime:
         return container
 
     async def _spawn(
-        self, argv: list[str], env: dict[str, str], layout: _Layout, hostname: str
+        self, argv: list[str], env: dict[str, str], layout: _Layout, hostname: str,
+        user: tuple[int, int] | None = None,
     ) -> tuple[asyncio.subprocess.Process, int]:
         common = dict(
             stdin=asyncio.subprocess.DEVNULL,
@@ -399,7 +437,7 @@ class ContainerRuntime:
             info_r, info_w = os.pipe()
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *self._bwrap_argv(layout, hostname, info_w), "--", *argv,
+                    *self._bwrap_argv(layout, hostname, info_w, user), "--", *argv,
                     pass_fds=(info_w,), **common,
                 )
             finally:
@@ -421,7 +459,10 @@ class ContainerRuntime:
                 "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
                 "--", "sh", "-c", _UNSHARE_SETUP, "setup", str(script_root),
                 str(layout.tmp), str(layout.var_tmp), str(layout.home),
-                str(layout.work or ""), layout.cwd, hostname, *argv,
+                str(layout.work or ""), layout.cwd, hostname, str(len(layout.volumes)),
+                *(arg for v in layout.volumes
+                  for arg in (str(v.source), v.target, "ro" if v.read_only else "rw")),
+                *argv,
                 **common,
             )
             pid = await _child_of(process.pid)
@@ -433,9 +474,12 @@ class ContainerRuntime:
         )
         return process, process.pid
 
-    def _bwrap_argv(self, layout: _Layout, hostname: str, info_fd: int) -> list[str]:
+    def _bwrap_argv(self, layout: _Layout, hostname: str, info_fd: int,
+                    user: tuple[int, int] | None = None) -> list[str]:
         argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1",
                 "--unshare-uts", "--unshare-ipc", "--hostname", hostname, "--tmpfs", "/"]
+        if user is not None:
+            argv += ["--unshare-user", "--uid", str(user[0]), "--gid", str(user[1])]
         for entry in sorted(os.listdir("/")):
             if entry in ("proc", "dev", "tmp", "root"):
                 continue
@@ -452,6 +496,9 @@ class ContainerRuntime:
             argv += ["--bind", str(layout.var_tmp), "/var/tmp"]
         if layout.work is not None:
             argv += ["--bind", str(layout.work), layout.cwd]
+        for volume in layout.volumes:
+            argv += ["--ro-bind" if volume.read_only else "--bind", str(volume.source),
+                     volume.target]
         argv += ["--remount-ro", "/", "--chdir", layout.cwd, "--info-fd", str(info_fd)]
         return argv
 
@@ -493,6 +540,9 @@ class ContainerRuntime:
             kwargs: dict[str, object] = {"cwd": container.layout.cwd}
         else:
             prefix = ["nsenter", "-t", str(container.pid), "-m", "-p", "-u", "-i", "-r", "-w"]
+            if container.user is not None:
+                uid, gid = container.user
+                prefix[3:3] = ["-U", "-S", str(uid), "-G", str(gid)]
             kwargs = {}
         if tty:
             prefix += ["setsid", "-c"]

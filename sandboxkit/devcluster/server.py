@@ -18,11 +18,11 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi, patch, resources, tables
-from .api import PROPAGATION_POLICIES, Api, User, unsupported_propagation
+from .api import PROPAGATION_POLICIES, Api, User, collect_warnings, unsupported_propagation
 from .requestinfo import RequestInfo, parse_request
 from .resources import ResourceType
 
-__all__ = ["MAX_REQUEST_BYTES", "Services", "build_app"]
+__all__ = ["MAX_REQUEST_BYTES", "Services", "build_app", "warning_header"]
 
 # The API server refuses request bodies over 3 MiB.
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
@@ -103,12 +103,17 @@ class Handler:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except errors.ApiError as exc:
-            return _json(exc.status(), exc.code)
-        except web.HTTPRequestEntityTooLarge:
-            return _json(errors.too_large().status(), 413)
+        with collect_warnings() as warnings:
+            try:
+                response = await handler(request)
+            except errors.ApiError as exc:
+                response = _json(exc.status(), exc.code)
+            except web.HTTPRequestEntityTooLarge:
+                return _json(errors.too_large().status(), 413)
+            if not response.prepared:
+                for text in warnings:
+                    response.headers.add("Warning", warning_header(text))
+            return response
 
     @staticmethod
     async def _read(request: web.Request) -> bytes:
@@ -519,6 +524,12 @@ class Handler:
                           "metadata": {"resourceVersion": rv}, "items": deleted})
         response.headers.update(self._delete_warning(rt, options))
         return response
+
+
+def warning_header(text: str) -> str:
+    """``net.NewWarningHeader``: code 299, no agent, the text as an HTTP quoted-string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
 
 
 def build_app(services: Services) -> web.Application:

@@ -21,7 +21,6 @@ from kubernetes import client
 from workload_support import create_running_pod
 
 from sandboxkit.backends.kubernetes.exec import (
-    _WRAPPER,
     STATUS_GRACE,
     V4_PROTOCOL,
     V5_PROTOCOL,
@@ -29,6 +28,7 @@ from sandboxkit.backends.kubernetes.exec import (
     TextCallback,
     run_exec,
 )
+from sandboxkit.backends.wrapper import WRAPPER
 from sandboxkit.errors import CommandTimeout, PermissionDenied, SandboxGone
 from sandboxkit.models import CommandResult
 
@@ -251,7 +251,7 @@ def test_timeout_is_enforced_inside_the_pod(api_client: Any, namespace: str, pod
     nonce = "f" * 32
     started = time.monotonic()
     result = run_exec(api_client, namespace, pod, None,
-                      ["/bin/sh", "-c", _WRAPPER, "sandboxkit-exec", nonce, "1", "",
+                      ["/bin/sh", "-c", WRAPPER, "sandboxkit-exec", nonce, "1", "",
                        "sleep", "1236"], wrap=False)
     assert time.monotonic() - started < 6
     assert result.exit_code == 137

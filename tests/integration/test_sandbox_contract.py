@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from workload_support import token_kubeconfig
 
 from sandboxkit import CommandResult, KubernetesSandbox, create_sandbox
 from sandboxkit.backends.base import Sandbox
@@ -531,34 +531,11 @@ def test_missing_service_account(make_sandbox: MakeSandbox, api_client: Any,
     _assert_cleaned_up(api_client, sandbox_namespace)
 
 
-def _token_kubeconfig(api_client: Any, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as ``account`` with a TokenRequest token."""
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
-    token = core.create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": 600}}).status.token
-    configuration = api_client.configuration
-    cluster: dict[str, Any] = {"server": configuration.host}
-    if configuration.ssl_ca_cert:
-        cluster["certificate-authority"] = configuration.ssl_ca_cert
-    else:
-        cluster["insecure-skip-tls-verify"] = True
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": account,
-                                                 "namespace": namespace}}],
-        "current-context": "ctx",
-    }))
-    return path
-
-
 def test_permission_denied_names_verb_resource_and_identity(
     api_client: Any, sandbox_namespace: str, tmp_path: Path, kubernetes_only: None,
 ) -> None:
-    kubeconfig = _token_kubeconfig(api_client, sandbox_namespace, "no-rbac",
-                                   tmp_path / "kubeconfig")
+    kubeconfig = token_kubeconfig(api_client, sandbox_namespace, "no-rbac",
+                                  tmp_path / "kubeconfig")
     sandbox = KubernetesSandbox(IMAGE, kubeconfig=str(kubeconfig))
     assert sandbox.namespace == sandbox_namespace  # from the kubeconfig context
     with pytest.raises(PermissionDenied) as caught:
@@ -578,8 +555,8 @@ def test_denied_watch_after_create_deletes_the_job(
 ) -> None:
     """RBAC that lets the Job be created but not its pod watched: init() fails with the
     missing verb and still deletes the Job it made."""
-    kubeconfig = _token_kubeconfig(api_client, sandbox_namespace, "jobs-only",
-                                   tmp_path / "kubeconfig")
+    kubeconfig = token_kubeconfig(api_client, sandbox_namespace, "jobs-only",
+                                  tmp_path / "kubeconfig")
     rbac = client.RbacAuthorizationV1Api(api_client)
     rbac.create_namespaced_role(sandbox_namespace, {
         "metadata": {"name": "jobs-only"},

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, watch
 
 SANDBOX_LABELS = {"app": "ci-fixer-sandbox"}
@@ -159,3 +161,26 @@ def create_running_pod(api_client: Any, namespace: str, name: str,
     core = client.CoreV1Api(api_client)
     core.create_namespaced_pod(namespace, pod_manifest(name, command))
     return wait_pod_running(core, namespace, name)
+
+
+def token_kubeconfig(api_client: Any, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as ``account`` with a TokenRequest token."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    configuration = api_client.configuration
+    cluster: dict[str, Any] = {"server": configuration.host}
+    if configuration.ssl_ca_cert:
+        cluster["certificate-authority"] = configuration.ssl_ca_cert
+    else:
+        cluster["insecure-skip-tls-verify"] = True
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": account,
+                                                 "namespace": namespace}}],
+        "current-context": "ctx",
+    }))
+    return path

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlparse
 import pytest
 
 from sandboxkit.backends.kubernetes import exec as ex
+from sandboxkit.backends.wrapper import WRAPPER
 from sandboxkit.errors import ExecProtocolError
 
 NONCE = "0123456789abcdef0123456789abcdef"
@@ -383,7 +384,7 @@ SHELLS = [pytest.param(argv, id=argv[0].rsplit("/", 1)[-1])
 def wrapper(shell: list[str], timeout: int, argv: list[str], *, bound: int | None = None,
             env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*shell, "-c", ex._WRAPPER, "sandboxkit-exec", NONCE, str(timeout),
+        [*shell, "-c", WRAPPER, "sandboxkit-exec", NONCE, str(timeout),
          "" if bound is None else str(bound), *argv],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from sandboxkit.backends.archive import remote_split as _remote_split
 from sandboxkit.backends.base import command_argv
 from sandboxkit.backends.kubernetes import client as k8s_client
-from sandboxkit.backends.kubernetes.files import _remote_split
 from sandboxkit.backends.kubernetes.lifecycle import (
     JobRef,
     _job_event_problem,
@@ -29,6 +29,7 @@ from sandboxkit.errors import (
     ConfigError,
     ImagePullError,
     PermissionDenied,
+    PodSecurityViolation,
     QuotaExceeded,
     SandboxStartupError,
     ServiceAccountMissing,
@@ -258,7 +259,13 @@ def test_job_events() -> None:
         'serviceaccount "sa" not found')}, job)
     assert isinstance(missing, ServiceAccountMissing)
     assert "kubectl apply -n ns -f k8s/rbac/k8s.yaml" in str(missing)
-    other = _job_event_problem({"reason": "FailedCreate", "message": "violates PodSecurity"},
+    refused = _job_event_problem({"reason": "FailedCreate", "message": (
+        'Error creating: pods "sb-x" is forbidden: violates PodSecurity "restricted:latest": '
+        'runAsUser=0 (pod must not set runAsUser=0)')}, job)
+    assert isinstance(refused, PodSecurityViolation)
+    assert refused.level == "restricted:latest"
+    assert "runAsUser=0 (pod must not set runAsUser=0)" in str(refused)
+    other = _job_event_problem({"reason": "FailedCreate", "message": "Internal error occurred"},
                                job)
     assert type(other) is SandboxStartupError
     assert _job_event_problem({"reason": "SuccessfulCreate", "message": ""}, job) is None
@@ -385,12 +392,12 @@ def test_watch_resumes_a_broken_stream_from_the_last_version() -> None:
 def test_exec_wrapper_returns_promptly_when_a_timeout_is_set() -> None:
     import time
 
-    from sandboxkit.backends.kubernetes.exec import _WRAPPER
+    from sandboxkit.backends.wrapper import WRAPPER
 
     slow = []
     for i in range(300):
         started = time.monotonic()
-        subprocess.run(["/bin/sh", "-c", _WRAPPER, "sandboxkit-exec", "n", "2", "",
+        subprocess.run(["/bin/sh", "-c", WRAPPER, "sandboxkit-exec", "n", "2", "",
                         "/bin/sh", "-c", "echo out; exit 66"], capture_output=True, check=False)
         if time.monotonic() - started > 1.5:
             slow.append(i)

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
-import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from ...errors import CommandFailed
 from ...models import CommandResult
+from ..archive import extract as _extract
+from ..archive import pack
+from ..archive import remote_split as _remote_split
 
 __all__ = ["MISSING_EXIT", "Runner", "download", "upload"]
 
@@ -49,25 +49,6 @@ Runner = Callable[..., CommandResult]
 runs argv in the sandbox (the sandbox's exec with its timeout) and returns the result."""
 
 
-def _remote_split(remote_path: str, source_name: str) -> tuple[str, str]:
-    """(parent, name) of the remote destination or source, safe to pass to sh builtins."""
-    if remote_path.endswith("/"):
-        remote_path += source_name
-    parent, name = posixpath.split(posixpath.normpath(remote_path))
-    parent = parent or "."
-    if parent.startswith("-"):
-        parent = "./" + parent
-    if name.startswith("-"):
-        name = "./" + name
-    return parent, name or "."
-
-
-def _owned_by_nobody(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 def upload(run: Runner, local_path: str | os.PathLike[str], remote_path: str) -> None:
     """Copy a local file or directory tree to ``remote_path`` in the sandbox."""
     source = Path(local_path)
@@ -75,9 +56,7 @@ def upload(run: Runner, local_path: str | os.PathLike[str], remote_path: str) ->
         raise FileNotFoundError(errno.ENOENT, "no such local file or directory", str(local_path))
     parent, name = _remote_split(remote_path, source.resolve().name or source.name)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY) as archive:
-        with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            tar.add(str(source), arcname=posixpath.basename(name) if name != "." else ".",
-                    recursive=True, filter=_owned_by_nobody)
+        pack(source, name, archive)
         archive.seek(0)
         result = run(["/bin/sh", "-c", _UPLOAD, "sandboxkit-upload", parent], stdin=archive,
                      command_text=f"upload {local_path} -> {remote_path}")
@@ -107,42 +86,3 @@ def _only_changed_while_read(result: CommandResult) -> bool:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     return result.exit_code == 1 and bool(lines) and all(
         "file changed as we read it" in line for line in lines)
-
-
-def _extract(archive: IO[bytes], top: str, local_path: str | os.PathLike[str]) -> None:
-    """Extract members named ``top`` or ``top/...`` so that ``top`` becomes the target."""
-    text = os.fspath(local_path)
-    into_directory = text.endswith(("/", os.sep))
-    target = Path(os.path.abspath(text))
-    top_name = posixpath.basename(posixpath.normpath(top))
-    if into_directory:
-        target = target / (top_name if top_name not in ("", ".", "/") else "")
-    destination = target.parent
-    destination.mkdir(parents=True, exist_ok=True)
-    uid, gid = os.getuid(), os.getgid()
-    prefix = _strip_dot(top)
-
-    def rename(info: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        member = _strip_dot(info.name)
-        if member == prefix or prefix == "":
-            rest = member if prefix == "" else ""
-        elif member.startswith(prefix + "/"):
-            rest = member[len(prefix) + 1:]
-        else:
-            return None  # not under what we asked for
-        info = info.replace(name=posixpath.join(target.name, rest) if rest else target.name,
-                            uid=uid, gid=gid, uname="", gname="", deep=False)
-        if info.islnk() and info.linkname:
-            link = _strip_dot(info.linkname)
-            if link == prefix or link.startswith(prefix + "/"):
-                info = info.replace(linkname=target.name + link[len(prefix):], deep=False)
-        return tarfile.tar_filter(info, path)
-
-    with tarfile.open(fileobj=archive, mode="r:") as tar:
-        tar.extractall(str(destination), filter=rename)
-
-
-def _strip_dot(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.rstrip("/") if name not in ("", ".") else ""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ...errors import (
     ImagePullError,
     PermissionDenied,
+    PodSecurityViolation,
     QuotaExceeded,
     SandboxError,
     SandboxStartupError,
@@ -51,12 +52,17 @@ __all__ = [
     "IMAGE_PULL_REASONS",
     "RBAC_MANIFEST",
     "JobRef",
+    "WatchStream",
     "api_error",
+    "container_status",
     "create_job",
     "delete_job",
     "describe_pod_problem",
+    "event_time",
     "pod_events",
     "request_json",
+    "spec_container",
+    "spec_image",
     "wait_gone",
     "wait_running",
     "watch",
@@ -86,6 +92,7 @@ _FORBIDDEN = re.compile(
     r'(?: in the namespace "(?P<namespace>[^"]*)"| at the cluster scope)?'
 )
 _MISSING_SA = re.compile(r'serviceaccount "(?P<name>[^"]+)" not found')
+_POD_SECURITY = re.compile(r'violates PodSecurity "(?P<level>[^"]+)": (?P<detail>.*)', re.S)
 
 
 @dataclass(frozen=True)
@@ -225,7 +232,7 @@ def delete_job(conn: Connection, job: JobRef) -> bool:
 ListCall = Callable[["ApiClient"], Callable[..., Any]]
 
 
-class _Stream:
+class WatchStream:
     """Holds the response a watch is reading so another thread can cut it short."""
 
     def __init__(self) -> None:
@@ -271,7 +278,7 @@ def _lines(response: Any) -> Iterator[bytes]:
 
 def watch(
     list_call: Callable[..., Any], *args: Any, resource_version: str | None,
-    deadline: float, stream: _Stream | None = None, **kwargs: Any,
+    deadline: float, stream: WatchStream | None = None, **kwargs: Any,
 ) -> Iterator[tuple[str, Any]]:
     """Yield ``(type, object)`` until ``deadline``, surviving server timeouts and 410.
 
@@ -282,7 +289,7 @@ def watch(
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-    stream = stream or _Stream()
+    stream = stream or WatchStream()
 
     def relist() -> str:
         listing = request_json(list_call, *args, **kwargs)
@@ -364,7 +371,7 @@ class _JobEventWatcher(threading.Thread):
         super().__init__(name=f"sandboxkit-events-{job.name}", daemon=True)
         self.conn, self.job, self.resource_version = conn, job, resource_version
         self.deadline, self.pod_seen, self.on_problem = deadline, pod_seen, on_problem
-        self.stream = _Stream()
+        self.stream = WatchStream()
 
     def run(self) -> None:
         if self.pod_seen.wait(EVENT_WATCH_DELAY) or self.stream.stopped:
@@ -399,23 +406,27 @@ def _owned_by(pod: dict[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in refs)
 
 
-def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
+def container_status(pod: dict[str, Any]) -> dict[str, Any]:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     return next((s for s in statuses if s.get("name") == CONTAINER_NAME),
                 statuses[0] if statuses else {})
 
 
-def _spec_image(pod: dict[str, Any]) -> str:
+def spec_container(pod: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox container's spec in a pod (or a pod template)."""
     containers = pod.get("spec", {}).get("containers") or [{}]
-    chosen = next((c for c in containers if c.get("name") == CONTAINER_NAME), containers[0])
-    return str(chosen.get("image", ""))
+    return next((c for c in containers if c.get("name") == CONTAINER_NAME), containers[0])
+
+
+def spec_image(pod: dict[str, Any]) -> str:
+    return str(spec_container(pod).get("image", ""))
 
 
 def is_running(pod: dict[str, Any]) -> bool:
     """Phase Running and the sandbox container running: commands can be exec'd now."""
     if pod.get("status", {}).get("phase") != "Running":
         return False
-    return "running" in (_container_status(pod).get("state") or {})
+    return "running" in (container_status(pod).get("state") or {})
 
 
 def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupError | None:
@@ -423,12 +434,12 @@ def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupErr
     status = pod.get("status", {})
     pod_name = pod.get("metadata", {}).get("name", "")
     phase = status.get("phase", "")
-    container = _container_status(pod)
+    container = container_status(pod)
     state = container.get("state") or {}
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason", "")
     if reason in IMAGE_PULL_REASONS:
-        image = _spec_image(pod) or container.get("image", "")
+        image = spec_image(pod) or container.get("image", "")
         detail = _clause(waiting.get("message") or reason)
         return ImagePullError(
             f"sandbox {sandbox}: image {image!r} cannot be pulled ({reason}): {detail}. "
@@ -472,6 +483,15 @@ def _job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupErro
                 f"sandbox {job.name}: a ResourceQuota in namespace {job.namespace} refused its "
                 f"pod: {_clause(message)}. Free quota or lower the sandbox's resources.",
                 sandbox=job.name, reason=reason)
+        violation = _POD_SECURITY.search(message)
+        if violation:
+            level = violation.group("level")
+            return PodSecurityViolation(
+                f"sandbox {job.name}: namespace {job.namespace} enforces Pod Security "
+                f"{level!r} and refused its pod: {violation.group('detail')}. Create the "
+                "sandbox with security_profile='restricted' (or use a namespace whose "
+                "pod-security.kubernetes.io/enforce label allows the pod).",
+                level=level, sandbox=job.name, reason=reason)
         missing = _MISSING_SA.search(message)
         if missing:
             account = missing.group("name")
@@ -497,10 +517,10 @@ def pod_events(conn: Connection, namespace: str, uids: list[str]) -> list[dict[s
             listing = request_json(conn.core().list_namespaced_event, namespace,
                                    field_selector=f"involvedObject.uid={uid}")
             events.extend(listing.get("items") or [])
-    return sorted(events, key=_event_time)
+    return sorted(events, key=event_time)
 
 
-def _event_time(event: dict[str, Any]) -> str:
+def event_time(event: dict[str, Any]) -> str:
     return str(event.get("lastTimestamp") or event.get("eventTime")
                or event.get("metadata", {}).get("creationTimestamp") or "")
 
@@ -514,7 +534,7 @@ def wait_running(
     happens after the create is missed. ``None`` lists first (taking over an existing Job).
     """
     deadline = time.monotonic() + timeout
-    pods = _Stream()
+    pods = WatchStream()
     failures: list[SandboxStartupError] = []
     pod_seen = threading.Event()
 
@@ -576,7 +596,7 @@ def _startup_timeout(
     if pod is None:
         where = "the Job controller has not created its pod yet"
     else:
-        container = _container_status(pod)
+        container = container_status(pod)
         waiting = (container.get("state") or {}).get("waiting") or {}
         where = (f"pod {pod['metadata']['name']} is {pod.get('status', {}).get('phase', '?')}"
                  + (f" ({waiting.get('reason')}: {waiting.get('message', '')})"

@@ -12,9 +12,11 @@ import contextlib
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from ... import metrics
 from ...config import SANDBOX_APP_LABEL, SandboxConfig
 from ...errors import (
     ExecProtocolError,
@@ -37,14 +39,16 @@ from .lifecycle import (
     wait_gone,
     wait_running,
 )
+from .status import newest_pod, sandbox_status
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from ...feed import NamespaceFeed
+
 __all__ = ["KubernetesSandbox"]
 
 TEARDOWN_WAIT_TIMEOUT = 120.0
-STATUS_EVENTS = 10
 
 
 class KubernetesSandbox(Sandbox):
@@ -131,7 +135,13 @@ class KubernetesSandbox(Sandbox):
             conn, namespace = self.connection, self.namespace
             config = dataclasses.replace(self.config, namespace=namespace, name=self._name)
             manifest = job_manifest(config, self._name, owner_description())
-            created = create_job(conn, namespace, manifest)
+            started = time.monotonic()
+            try:
+                created = create_job(conn, namespace, manifest)
+            except Exception as exc:  # refused (RBAC, quota, no namespace): a failed start
+                metrics.record_failed(config.execution_backend, exc)
+                raise
+            metrics.record_created(config.execution_backend)
             job = JobRef.from_job(created)
             with self._lock:
                 self._job = job
@@ -140,6 +150,7 @@ class KubernetesSandbox(Sandbox):
                     conn, job, timeout=config.startup_timeout,
                     resource_version=created.get("metadata", {}).get("resourceVersion"))
             except BaseException as exc:  # Ctrl-C too: never leave a half-made sandbox
+                metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
                 raise
             with self._lock:
@@ -147,6 +158,7 @@ class KubernetesSandbox(Sandbox):
                     raise SandboxGone(f"sandbox {self._name} was torn down during init()",
                                       reason="TornDown")
                 self._pod = pod["metadata"]["name"]
+                metrics.record_started(config.execution_backend, time.monotonic() - started)
             return self
 
     def _after_failed_start(self, exc: BaseException) -> None:
@@ -203,6 +215,7 @@ class KubernetesSandbox(Sandbox):
         pod = wait_running(conn, sandbox._job, resource_version=None,
                            timeout=sandbox.config.startup_timeout)
         sandbox._pod = pod["metadata"]["name"]
+        metrics.record_attached(sandbox.config.execution_backend)
         return sandbox
 
     def teardown(self, wait: bool = False, timeout: float = TEARDOWN_WAIT_TIMEOUT) -> None:
@@ -213,8 +226,11 @@ class KubernetesSandbox(Sandbox):
         """
         with self._lock:
             job = self._job
+            active = self._pod is not None  # counted once: a second teardown finds None
             self._pod = None
             self._torn_down = True
+        if active:
+            metrics.record_stopped(self.config.execution_backend)
         if job is None:
             return  # never created: nothing to delete
         conn = self.connection
@@ -241,10 +257,17 @@ class KubernetesSandbox(Sandbox):
         if ref is not None:
             pods = request_json(conn.core().list_namespaced_pod, namespace,
                                 label_selector=ref.selector).get("items") or []
-        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+        pod = newest_pod(pods)
         uids = [ref.uid if ref else "", (pod or {}).get("metadata", {}).get("uid", "")]
-        events = pod_events(conn, namespace, uids)[-STATUS_EVENTS:] if ref else []
-        return _status(self._name, namespace, job, pod, events)
+        events = pod_events(conn, namespace, uids) if ref else []
+        return sandbox_status(self._name, namespace, job, pod, events)
+
+    def status_feed(self) -> NamespaceFeed:
+        """The live feed of this sandbox's namespace, shared with every other view of it:
+        what status widgets subscribe to instead of polling :meth:`status`."""
+        from ...feed import feed_for
+
+        return feed_for(self.connection, self.namespace)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -368,70 +391,3 @@ class KubernetesSandbox(Sandbox):
             if self._conn is not None and self._api_client is None:
                 self._conn.close()
 
-
-def _condition(obj: dict[str, Any], kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True"
-               for c in obj.get("status", {}).get("conditions") or [])
-
-
-def _status(name: str, namespace: str, job: dict[str, Any] | None, pod: dict[str, Any] | None,
-            events: list[dict[str, Any]]) -> SandboxStatus:
-    if job is None:
-        job_phase = "Missing"
-    elif job["metadata"].get("deletionTimestamp"):
-        job_phase = "Deleting"
-    elif _condition(job, "Complete"):
-        job_phase = "Complete"
-    elif _condition(job, "Failed"):
-        job_phase = "Failed"
-    else:
-        job_phase = "Active"
-    fields: dict[str, Any] = {}
-    if pod is not None:
-        meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
-        statuses = status.get("containerStatuses") or []
-        container = next((s for s in statuses if s.get("name") == CONTAINER_NAME),
-                         statuses[0] if statuses else {})
-        state = container.get("state") or {}
-        kind = next(iter(state), "")
-        detail = state.get(kind) or {}
-        reason, message = detail.get("reason", ""), detail.get("message", "")
-        if not reason:
-            for condition in status.get("conditions") or []:
-                if condition.get("status") == "False" and condition.get("reason"):
-                    reason, message = condition["reason"], condition.get("message", "")
-                    break
-        fields = {
-            "pod_name": meta.get("name", ""),
-            "pod_phase": status.get("phase", ""),
-            "container_state": kind,
-            "reason": status.get("reason") or reason or "",
-            "message": status.get("message") or message or "",
-            "node": spec.get("nodeName", "") or "",
-            "pod_ip": status.get("podIP", "") or "",
-            "restarts": int(container.get("restartCount", 0) or 0),
-            "image": container.get("image") or _pod_image(spec),
-        }
-    created = (job or pod or {}).get("metadata", {}).get("creationTimestamp", "") or ""
-    labels = (job or pod or {}).get("metadata", {}).get("labels") or {}
-    return SandboxStatus(
-        name=name, namespace=namespace, job_phase=job_phase, created=created,
-        labels=dict(labels), events=tuple(_event_summary(e) for e in events), **fields)
-
-
-def _pod_image(spec: dict[str, Any]) -> str:
-    containers = spec.get("containers") or [{}]
-    return str(containers[0].get("image", ""))
-
-
-def _event_summary(event: dict[str, Any]) -> dict[str, Any]:
-    involved = event.get("involvedObject") or {}
-    return {
-        "type": event.get("type", ""),
-        "reason": event.get("reason", ""),
-        "message": event.get("message", ""),
-        "object": f"{involved.get('kind', '')}/{involved.get('name', '')}",
-        "count": event.get("count") or 1,
-        "time": event.get("lastTimestamp") or event.get("eventTime")
-        or event.get("metadata", {}).get("creationTimestamp", ""),
-    }

@@ -7,6 +7,8 @@ builds the set a cluster runs, in the order they should start.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..api import Api
 from .base import Controller, WorkQueue
 from .gc import GarbageCollector
@@ -15,6 +17,7 @@ from .namespace import NamespaceController
 from .quota import ResourceQuotaController
 from .scheduler import NodeOptions, Scheduler, ensure_node
 from .ttl import TTLAfterFinishedController
+from .volumes import PersistentVolumeController
 
 __all__ = [
     "Controller",
@@ -22,6 +25,7 @@ __all__ = [
     "JobController",
     "NamespaceController",
     "NodeOptions",
+    "PersistentVolumeController",
     "ResourceQuotaController",
     "Scheduler",
     "TTLAfterFinishedController",
@@ -32,13 +36,18 @@ __all__ = [
 
 
 def all_controllers(
-    api: Api, *, node: NodeOptions | None = None, root_ca_pem: str | None = None
+    api: Api, *, node: NodeOptions | None = None, root_ca_pem: str | None = None,
+    node_dir: Path | None = None,
 ) -> list[Controller]:
-    """Every controller, namespace upkeep first so ``default`` ServiceAccounts exist early."""
+    """Every controller, namespace upkeep first so ``default`` ServiceAccounts exist early.
+
+    ``node_dir`` is the kubelet's directory, where claims keep their data.
+    """
     return [
         NamespaceController(api, root_ca_pem=root_ca_pem),
         ResourceQuotaController(api),
         GarbageCollector(api),
+        PersistentVolumeController(api, node_dir),
         Scheduler(api, node),
         JobController(api),
         TTLAfterFinishedController(api),

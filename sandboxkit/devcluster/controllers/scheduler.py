@@ -1,5 +1,7 @@
 """A one-node ``default-scheduler``: binds pending pods to the devcluster's node.
 
+VolumeBinding's PreFilter comes first (a pod whose PersistentVolumeClaim is missing waits,
+retried when claims appear) and its PreBind provisions and binds the pod's claims.
 It runs the filters that matter on a single node -- NodeUnschedulable, TaintToleration,
 NodeAffinity (nodeSelector and required node affinity) and NodeResourcesFit -- in upstream's
 order, stopping at the first that rejects, and words the outcome as kube-scheduler 1.32
@@ -23,6 +25,7 @@ from ..api import Api, pod_scheduled_condition
 from ..errors import ApiError
 from ..quantity import parse_quantity
 from ..resources import ResourceType, require
+from ..volumes import CLAIMS, bind_claims, claim_problem
 from .base import Controller, controller_user
 
 __all__ = ["COMPONENT", "NodeOptions", "Scheduler", "ensure_node", "fit_error_message",
@@ -217,11 +220,17 @@ def filter_node(
     return reasons, True
 
 
-def fit_error_message(total_nodes: int, reasons: dict[str, int], victims_possible: bool) -> str:
-    """``FitError.Error()`` plus the preemption post-filter message of a failed attempt."""
-    histogram = sorted(f"{count} {reason}" for reason, count in reasons.items())
-    preemption = NO_VICTIMS if victims_possible else NOT_HELPFUL
-    return (f"0/{total_nodes} nodes are available: {', '.join(histogram)}. "
+def fit_error_message(total_nodes: int, reasons: dict[str, int], victims_possible: bool,
+                      pre_filter: str = "") -> str:
+    """``FitError.Error()`` plus the preemption post-filter message of a failed attempt.
+
+    A PreFilter rejection (``pre_filter``) replaces the per-node histogram and leaves
+    preemption nothing to try.
+    """
+    histogram = pre_filter or ", ".join(
+        sorted(f"{count} {reason}" for reason, count in reasons.items()))
+    preemption = NO_VICTIMS if victims_possible and not pre_filter else NOT_HELPFUL
+    return (f"0/{total_nodes} nodes are available: {histogram}. "
             f"preemption: 0/{total_nodes} nodes are available: {total_nodes} {preemption}.")
 
 
@@ -270,7 +279,7 @@ class Scheduler(Controller):
             self.queue.add(key)
 
     def observe(self, event_type: str, rt: ResourceType, obj: dict[str, Any]) -> None:
-        if rt is NODES:
+        if rt is NODES or (rt is CLAIMS and event_type == "ADDED"):
             self._retry_unschedulable()
             return
         if rt is not PODS:
@@ -305,6 +314,11 @@ class Scheduler(Controller):
         if not _wants_scheduling(pod):
             self._unschedulable.discard(key)
             return
+        claim_trouble = claim_problem(self.api, pod)
+        if claim_trouble is not None:
+            self._unschedulable.add(key)
+            self._report_unschedulable(pod, fit_error_message(1, {}, False, claim_trouble))
+            return
         node = self.api.get(NODES, None, self.node.name)
         node_pods = [
             p for p in self.api.list(PODS)[0]
@@ -314,12 +328,16 @@ class Scheduler(Controller):
         reasons, preemptable = filter_node(pod, node, node_pods)
         if reasons:
             self._unschedulable.add(key)
-            message = fit_error_message(1, {r: 1 for r in reasons}, preemptable)
-            self._set_condition(pod, pod_scheduled_condition("False", "Unschedulable", message))
-            self.api.record_event(pod, "Warning", "FailedScheduling", message, COMPONENT)
+            self._report_unschedulable(
+                pod, fit_error_message(1, {r: 1 for r in reasons}, preemptable))
             return
         self._unschedulable.discard(key)
+        bind_claims(self.api, pod, node["metadata"]["name"], USER)
         self._bind(pod, node["metadata"]["name"])
+
+    def _report_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        self._set_condition(pod, pod_scheduled_condition("False", "Unschedulable", message))
+        self.api.record_event(pod, "Warning", "FailedScheduling", message, COMPONENT)
 
     def _bind(self, pod: dict[str, Any], node_name: str) -> None:
         """Bind through ``pods/binding``, which also marks the pod scheduled."""

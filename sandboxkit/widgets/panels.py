@@ -1,0 +1,241 @@
+"""Live panels for notebooks: one sandbox (:class:`SandboxStatus`) or a namespace
+(:class:`SandboxList`), updated by a :class:`sandboxkit.feed.NamespaceFeed` subscription
+rather than by polling.
+
+Why wrappers around an ipywidgets ``VBox`` (``.widget``) and not subclasses: the same
+object must display where ipywidgets is not installed or no widget frontend exists
+(nbconvert, nbmake, GitHub). Displayed, a panel offers the widget view and the same HTML
+beside it; without ipywidgets it is only that HTML. ipywidgets is imported when a panel is
+made, never at import time.
+
+Feed callbacks arrive on the feed's thread: a panel only re-renders a string and sets one
+widget value there. Close a panel (:meth:`close`) when done with it: its subscription keeps
+the namespace's watches running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from html import escape
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .. import models
+from .render import render_list, render_notice, render_status
+
+if TYPE_CHECKING:
+    from ..backends.base import Sandbox
+    from ..feed import NamespaceFeed, Subscription
+
+__all__ = ["SandboxList", "SandboxStatus"]
+
+# How long a new panel waits for its feed's first lists before showing "waiting".
+SYNC_TIMEOUT = 10.0
+
+
+def _ipywidgets() -> ModuleType | None:
+    try:
+        import ipywidgets
+    except ImportError:
+        return None
+    return ipywidgets
+
+
+class _Panel:
+    """The HTML (main part and a note below it), the optional widget, display, close."""
+
+    feed: NamespaceFeed | None = None
+
+    def __init__(self, buttons: Sequence[tuple[str, Callable[[], None]]]) -> None:
+        self._lock = threading.RLock()
+        self._main = render_notice("Waiting for the cluster...", "pending")
+        self._note = ""
+        self._subscription: Subscription | None = None
+        self.widget: Any = None  # an ipywidgets.VBox when ipywidgets is importable
+        self.buttons: dict[str, Any] = {}  # ipywidgets.Button by label; {} without them
+        widgets = _ipywidgets()
+        if widgets is None:
+            return
+        self._main_view = widgets.HTML(value=self._main)
+        self._note_view = widgets.HTML()
+        for label, action in buttons:
+            button = widgets.Button(description=label)
+            button.on_click(lambda _button, action=action: action())
+            self.buttons[label] = button
+        self.widget = widgets.VBox(
+            [self._main_view, widgets.HBox(list(self.buttons.values())), self._note_view])
+
+    @property
+    def html(self) -> str:
+        """What the panel shows, as HTML (the widget's value plus any note under it)."""
+        with self._lock:
+            return self._main + self._note
+
+    def _show(self, main: str | None = None, note: str | None = None) -> None:
+        with self._lock:
+            if main is not None:
+                self._main = main
+                if self.widget is not None:
+                    self._main_view.value = main
+            if note is not None:
+                self._note = note
+                if self.widget is not None:
+                    self._note_view.value = note
+
+    def _feed_notice(self) -> str:
+        """A note while one of the feed's watches fails (say, RBAC without ``watch
+        events``): the panel is live but incomplete, and says why."""
+        error = self.feed.error if self.feed is not None else None
+        return render_notice(f"Live view incomplete: {error}", "pending") if error else ""
+
+    def _disable(self, *labels: str) -> None:
+        for label in labels:
+            if label in self.buttons:
+                self.buttons[label].disabled = True
+
+    def _release(self) -> None:
+        with self._lock:
+            subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+
+    def close(self) -> None:
+        """Stop following the feed and close the widget; the last view of a namespace
+        closing stops its watches."""
+        self._release()
+        if self.widget is not None:
+            for view in (*self.buttons.values(), *self.widget.children, self.widget):
+                view.close()
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle = (self.widget._repr_mimebundle_() if self.widget is not None else None) or {}
+        return {**bundle, "text/plain": repr(self), "text/html": self.html}
+
+
+class SandboxStatus(_Panel):
+    """A sandbox's live status with Refresh, Diagnose and Tear down buttons.
+
+    ``feed`` defaults to the sandbox's own (``sandbox.status_feed()``, shared by every
+    panel on its namespace); a sandbox without one (another backend) is shown from
+    :meth:`Sandbox.status` and updated by Refresh. Once the sandbox is gone (its Job
+    deleted) the panel says so and lets go of its subscription.
+    """
+
+    def __init__(self, sandbox: Sandbox, *, feed: NamespaceFeed | None = None,
+                 sync_timeout: float = SYNC_TIMEOUT) -> None:
+        super().__init__([("Refresh", self.refresh), ("Diagnose", self.diagnose),
+                          ("Tear down", self.teardown)])
+        self.sandbox = sandbox
+        self.status: models.SandboxStatus | None = None
+        self._seen = False  # the sandbox has existed since this panel began
+        if feed is None:
+            status_feed = getattr(sandbox, "status_feed", None)
+            feed = status_feed() if status_feed is not None else None
+        self.feed = feed
+        if feed is None:
+            self.refresh()
+            return
+        self._subscription = feed.subscribe(self._update, sandbox.name)
+        if not feed.wait_synced(sync_timeout):
+            self._show(note=render_notice(_waiting(feed, sync_timeout)))
+
+    def __repr__(self) -> str:
+        state = self.status.display_status if self.status else "waiting"
+        return f"<SandboxStatus {self.sandbox.name}: {state}>"
+
+    def _update(self, status: models.SandboxStatus) -> None:
+        with self._lock:
+            self.status = status
+            gone = status.gone and self._seen
+            self._seen = self._seen or not status.gone
+            self._show(render_status(status) + self._feed_notice())
+        if gone:
+            self._disable("Tear down")
+            self._release()
+
+    def refresh(self) -> None:
+        """Read the status now (and re-age the panel) instead of waiting for a change."""
+        try:
+            self._update(self.sandbox.status())
+        except Exception as exc:
+            self._show(note=render_notice(f"Refresh failed: {exc}"))
+
+    def diagnose(self) -> None:
+        """Run :func:`sandboxkit.diagnose` on the sandbox and show its findings below."""
+        self._show(note=render_notice("Diagnosing...", "pending"))
+        try:
+            from ..diagnostics import diagnose
+        except ModuleNotFoundError as exc:
+            if exc.name != "sandboxkit.diagnostics":
+                raise
+            self._show(note=render_notice(
+                "Diagnostics are not available in this version of sandboxkit; "
+                "`kubectl describe job` shows the same Job, pod and events.", "pending"))
+            return
+        try:
+            diagnosis = diagnose(self.sandbox)
+        except Exception as exc:
+            self._show(note=render_notice(f"Diagnose failed: {exc}"))
+            return
+        to_html = getattr(diagnosis, "_repr_html_", None)
+        self._show(note=to_html() if to_html else f"<pre>{escape(str(diagnosis))}</pre>")
+
+    def teardown(self) -> None:
+        """Delete the sandbox (not waiting); the panel follows it to gone."""
+        self._disable("Tear down")
+        try:
+            self.sandbox.teardown()
+        except Exception as exc:
+            self._show(note=render_notice(f"Tear down failed: {exc}"))
+            return
+        if self.feed is None:
+            self.refresh()
+
+
+class SandboxList(_Panel):
+    """Every sandbox in a namespace, live, from the namespace's shared feed.
+
+    ``feed`` defaults to the one for ``namespace`` (None: the kubeconfig context's) on
+    ``connection`` (None: connect as kubectl would).
+    """
+
+    feed: NamespaceFeed
+
+    def __init__(self, namespace: str | None = None, *, connection: Any = None,
+                 feed: NamespaceFeed | None = None, sync_timeout: float = SYNC_TIMEOUT,
+                 ) -> None:
+        super().__init__([("Refresh", self.refresh)])
+        if feed is None:
+            from ..feed import feed_for
+
+            feed = feed_for(connection, namespace)
+        self.feed = feed
+        self.statuses: list[models.SandboxStatus] = []
+        self._subscription = feed.subscribe(self._changed)
+        if feed.wait_synced(sync_timeout):
+            self.refresh()
+        else:
+            self._show(note=render_notice(_waiting(feed, sync_timeout)))
+
+    def __repr__(self) -> str:
+        return f"<SandboxList {self.feed.namespace}: {len(self.statuses)} sandboxes>"
+
+    def _changed(self, _status: models.SandboxStatus) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-render from the feed's current statuses (ages included)."""
+        with self._lock:
+            self.statuses = self.feed.statuses()
+            self._show(render_list(self.statuses, namespace=self.feed.namespace)
+                       + self._feed_notice())
+
+
+def _waiting(feed: NamespaceFeed, timeout: float) -> str:
+    why = f": {feed.error}" if feed.error else ""
+    return (f"No answer from the cluster within {timeout:g}s{why}. The panel updates when "
+            "the watches catch up; check access with `kubectl get jobs,pods,events`.")

@@ -1,0 +1,247 @@
+"""The ``sandboxkit`` command against a cluster: ``ls`` and ``gc`` in-process (``main``) and
+as the installed console script, RBAC denials as one ``error:`` line, and the ``rbac``,
+``doctor`` and ``diagnose`` commands over their library functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from inventory_support import (
+    SERVICE_ACCOUNT,
+    add_sandbox_account,
+    deadline_exceeded_sandbox,
+    job_state,
+    owner,
+    start_sandbox,
+)
+from kubernetes import client
+
+from sandboxkit import KubernetesSandbox
+from sandboxkit.cli import main
+from sandboxkit.errors import ImagePullError
+from sandboxkit.inventory import COLUMNS
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+SCRIPT = Path(sys.executable).with_name("sandboxkit")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def table(text: str) -> list[list[str]]:
+    """kubectl-style output as rows of cells (no cell in these tests contains a space)."""
+    return [line.split() for line in text.splitlines()]
+
+
+@pytest.fixture
+def sandbox(kubeconfig: Path, namespace: str, api_client: Any) -> Any:
+    add_sandbox_account(api_client, namespace)
+    made = start_sandbox(kubeconfig, namespace)
+    yield made
+    made.teardown()
+
+
+@pytest.fixture
+def forbidden_kubeconfig(kubectl: Kubectl, api_client: Any, namespace: str,
+                         tmp_path: Path) -> Path:
+    """A kubeconfig for the test cluster authenticating as the sandbox's ServiceAccount,
+    which may do nothing with the API (least privilege: the sandbox has no RBAC at all)."""
+    add_sandbox_account(api_client, namespace)
+    view = kubectl("config", "view", "--raw", "--minify", "--flatten")
+    assert view.returncode == 0, view.stderr
+    config = yaml.safe_load(view.stdout)
+    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
+        SERVICE_ACCOUNT, namespace, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+    config["users"] = [{"name": "sandbox", "user": {"token": token.status.token}}]
+    config["contexts"][0]["context"]["user"] = "sandbox"
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# --- ls -----------------------------------------------------------------------------------
+
+
+def test_ls_shows_what_kubectl_shows(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
+                                     namespace: str, sandbox: KubernetesSandbox,
+                                     kubectl: Kubectl) -> None:
+    status, out, err = run(capsys, "ls", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert (status, err) == (0, "")
+    header, *rows = table(out)
+    assert header == ["NAME", "PHASE", "STATUS", "POD", "AGE"]
+    assert [row[:4] for row in rows] == [[sandbox.name, "Active", "Running", sandbox.pod_name]]
+    pod = kubectl("get", "pod", sandbox.pod_name, "-n", namespace, "--no-headers")
+    assert pod.stdout.split()[2] == rows[0][2]  # kubectl's STATUS column, word for word
+
+    status, out, _ = run(capsys, "--kubeconfig", str(kubeconfig), "ls", "-A", "-o", "wide")
+    header, *rows = table(out)
+    assert header[:2] == ["NAMESPACE", "NAME"] and header[-5:] == [
+        "NODE", "IMAGE", "OWNER", "CPU", "MEMORY"]
+    assert [namespace, sandbox.name] in [row[:2] for row in rows]
+
+
+def test_ls_json_has_every_field(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
+                                 namespace: str, sandbox: KubernetesSandbox,
+                                 api_client: Any) -> None:
+    status, out, _ = run(capsys, "ls", "-n", namespace, "-o", "json",
+                         "--kubeconfig", str(kubeconfig))
+    assert status == 0
+    [record] = json.loads(out)
+    assert tuple(record) == COLUMNS
+    job = client.BatchV1Api(api_client).read_namespaced_job(sandbox.name, namespace)
+    assert pd.Timestamp(record["created"]) == pd.Timestamp(job.metadata.creation_timestamp)
+    assert (record["name"], record["pod"]) == (sandbox.name, sandbox.pod_name)
+
+
+def test_ls_in_an_empty_namespace_says_so(capsys: pytest.CaptureFixture[str],
+                                          kubeconfig: Path, namespace: str) -> None:
+    status, out, err = run(capsys, "ls", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert (status, out) == (0, "")
+    assert err == f"No sandboxes found in {namespace} namespace.\n"
+
+
+def test_a_forbidden_list_is_one_error_line_naming_the_permission(
+        capsys: pytest.CaptureFixture[str], namespace: str,
+        forbidden_kubeconfig: Path) -> None:
+    status, out, err = run(capsys, "ls", "-n", namespace,
+                           "--kubeconfig", str(forbidden_kubeconfig))
+    assert (status, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith("error: ") and "may not list jobs.batch" in line
+    assert f"serviceaccount:{namespace}:{SERVICE_ACCOUNT}" in line
+
+
+# --- gc -----------------------------------------------------------------------------------
+
+
+def test_gc_dry_run_then_for_real(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
+                                  namespace: str, api_client: Any) -> None:
+    add_sandbox_account(api_client, namespace)
+    expired = deadline_exceeded_sandbox(api_client, namespace, owner(os.getpid()))
+    flags = ["-n", namespace, "--kubeconfig", str(kubeconfig)]
+
+    status, out, _ = run(capsys, "gc", "--dry-run", *flags)
+    assert status == 0
+    header, row = out.splitlines()
+    assert header.split() == ["NAME", "REASON", "RESULT"]
+    assert row.startswith(expired) and "DeadlineExceeded" in row
+    assert row.endswith("would delete (dry run)")
+    assert job_state(api_client, namespace, expired) == "present"
+
+    status, out, _ = run(capsys, "gc", *flags)
+    assert status == 0 and out.splitlines()[1].endswith("deleted")
+    assert job_state(api_client, namespace, expired) in ("deleting", "gone")
+    assert run(capsys, "gc", *flags)[1] == f"nothing to collect in namespace {namespace}\n"
+
+
+# --- the console script -------------------------------------------------------------------
+
+
+@pytest.fixture
+def script() -> Path:
+    if not SCRIPT.exists():
+        pytest.skip(f"the console script is not installed next to {sys.executable}")
+    return SCRIPT
+
+
+def test_the_console_script_lists_sandboxes(script: Path, kubeconfig: Path, namespace: str,
+                                            sandbox: KubernetesSandbox) -> None:
+    done = subprocess.run([str(script), "ls", "-n", namespace], capture_output=True,
+                          text=True, timeout=60, env={**os.environ,
+                                                      "KUBECONFIG": str(kubeconfig)})
+    assert done.returncode == 0, done.stderr
+    assert [sandbox.name, "Active", "Running"] == table(done.stdout)[1][:3]
+
+
+def test_the_console_script_reports_denial_without_a_traceback(
+        script: Path, namespace: str, forbidden_kubeconfig: Path) -> None:
+    done = subprocess.run([str(script), "gc", "-n", namespace], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "KUBECONFIG": str(forbidden_kubeconfig)})
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: ") and "may not list jobs.batch" in line
+
+
+# --- rbac, doctor, diagnose ---------------------------------------------------------------
+
+
+def test_rbac_apply_verify_uninstall(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
+                                     namespace: str) -> None:
+    pytest.importorskip("sandboxkit.rbac", reason="sandboxkit.rbac is not installed")
+    flags = ["-n", namespace, "--kubeconfig", str(kubeconfig)]
+    status, out, _ = run(capsys, "rbac", "apply", *flags)
+    assert status == 0 and out.strip()
+
+    status, out, _ = run(capsys, "rbac", "verify", *flags)
+    assert status == 0, out
+    assert "Role rules missing" not in out
+
+    status, out, _ = run(capsys, "rbac", "uninstall", *flags)
+    assert status == 0 and out.strip()
+    status, out, _ = run(capsys, "rbac", "verify", *flags)
+    assert status == 1
+    assert "Role rules missing" in out and "apiGroups" in out
+
+
+def test_doctor_reports_what_preflight_finds(capsys: pytest.CaptureFixture[str],
+                                             kubeconfig: Path, namespace: str,
+                                             api_client: Any) -> None:
+    diagnostics = pytest.importorskip("sandboxkit.diagnostics",
+                                      reason="sandboxkit.diagnostics is not installed")
+    from sandboxkit.backends.kubernetes.client import connect
+
+    add_sandbox_account(api_client, namespace)
+    status, out, _ = run(capsys, "doctor", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    conn = connect(str(kubeconfig))
+    try:
+        expected = diagnostics.preflight(namespace, connection=conn)
+    finally:
+        conn.close()
+    errors = [f for f in expected.findings if f.severity == "error"]
+    assert status == (1 if errors else 0)
+    for finding in expected.findings:
+        assert finding.title in out
+
+
+def test_diagnose_a_sandbox_whose_image_cannot_be_pulled(
+        capsys: pytest.CaptureFixture[str], kubeconfig: Path, namespace: str,
+        api_client: Any) -> None:
+    pytest.importorskip("sandboxkit.diagnostics",
+                        reason="sandboxkit.diagnostics is not installed")
+    add_sandbox_account(api_client, namespace)
+    broken = KubernetesSandbox(image="registry.invalid/nope:1", namespace=namespace,
+                               kubeconfig=str(kubeconfig), keep_on_failure=True,
+                               startup_timeout=120)
+    try:
+        with pytest.raises(ImagePullError) as caught:
+            broken.init()
+        status, out, _ = run(capsys, "diagnose", broken.name, "-n", namespace,
+                             "--kubeconfig", str(kubeconfig))
+        assert status == 1
+        assert caught.value.reason in out or "registry.invalid/nope:1" in out
+    finally:
+        broken.teardown()
+
+
+def test_diagnose_an_unknown_sandbox_fails(capsys: pytest.CaptureFixture[str],
+                                          kubeconfig: Path, namespace: str) -> None:
+    pytest.importorskip("sandboxkit.diagnostics",
+                        reason="sandboxkit.diagnostics is not installed")
+    status, _, _ = run(capsys, "diagnose", "no-such-sandbox", "-n", namespace,
+                       "--kubeconfig", str(kubeconfig))
+    assert status == 1

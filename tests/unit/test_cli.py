@@ -1,0 +1,118 @@
+"""The ``sandboxkit`` command without a cluster: help, flags, and failures that end in one
+``error:`` line and an exit status instead of a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandboxkit.cli import main
+
+CLUSTER_COMMANDS = [["ls"], ["gc"], ["rbac", "apply"], ["rbac", "verify"],
+                    ["rbac", "uninstall"], ["doctor"], ["diagnose", "some-sandbox"]]
+
+
+@pytest.fixture
+def no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No kubeconfig anywhere and not in a pod: kubectl would have nothing to talk to."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A local port nothing listens on (bound but never listening, so it stays that way)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def kubeconfig_for(path: Path, server: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "here",
+        "clusters": [{"name": "here", "cluster": {"server": server}}],
+        "users": [{"name": "me", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "here", "context": {"cluster": "here", "user": "me"}}],
+    }))
+    return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["ls"], ["gc"], ["rbac"], ["rbac", "apply"],
+                                     ["rbac", "verify"], ["rbac", "uninstall"], ["doctor"],
+                                     ["diagnose"], ["devcluster"], ["devcluster", "start"]],
+                         ids=lambda c: " ".join(c) or "top")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    assert f"usage: sandboxkit {' '.join(command)}".rstrip() in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", CLUSTER_COMMANDS, ids=" ".join)
+def test_cluster_commands_take_kubectls_connection_flags(
+        command: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "missing-kubeconfig"
+    assert main([*command, "--kubeconfig", str(missing)]) == 2
+    assert str(missing) in one_error_line(capsys)
+
+
+def test_connection_flags_may_come_before_the_command(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "missing-kubeconfig"
+    assert main(["--kubeconfig", str(missing), "ls"]) == 2
+    assert str(missing) in one_error_line(capsys)
+
+
+def test_no_cluster_configured_says_how_to_get_one(
+        no_cluster: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ls"]) == 2
+    line = one_error_line(capsys)
+    assert "no cluster is configured" in line and "sandboxkit devcluster start" in line
+
+
+def test_an_unknown_context_is_a_setting_to_fix(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, closed_port: int) -> None:
+    config = kubeconfig_for(tmp_path / "config", f"http://127.0.0.1:{closed_port}")
+    assert main(["gc", "--kubeconfig", str(config), "--context", "nope"]) == 2
+    assert "context" in one_error_line(capsys)
+
+
+def test_an_unreachable_cluster_is_one_line_saying_what_to_check(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, closed_port: int) -> None:
+    config = kubeconfig_for(tmp_path / "config", f"http://127.0.0.1:{closed_port}")
+    assert main(["ls", "--kubeconfig", str(config), "-n", "default"]) == 1
+    line = one_error_line(capsys)
+    assert "cannot reach the cluster" in line and "kubectl cluster-info" in line
+
+
+def test_namespace_and_all_namespaces_exclude_each_other(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["ls", "-n", "x", "-A"])
+    assert done.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_the_cli_never_imports_ipython_or_ipywidgets(tmp_path: Path) -> None:
+    code = ("import sys; from sandboxkit.cli import main;"
+            f"main(['ls', '--kubeconfig', {str(tmp_path / 'missing')!r}]);"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('IPython', 'ipywidgets')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
