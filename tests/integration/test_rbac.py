@@ -1,8 +1,8 @@
 """Fidelity tests that drive the cluster only through the official client and kubectl: RBAC.
 
-The RBAC manifest sandboxkit documents is applied with ``kubectl apply -f``; ``kubectl auth
-can-i``, SelfSubjectAccessReviews and requests authenticated by TokenRequest tokens must
-then agree on what the app's and the sandbox's ServiceAccounts may do.
+The RBAC manifest sandboxkit ships (k8s/rbac/k8s.yaml) is applied with ``kubectl apply``;
+``kubectl auth can-i``, SelfSubjectAccessReviews and requests authenticated by TokenRequest
+tokens must then agree on what the app's and the sandbox's ServiceAccounts may do.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,50 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from workload_support import job_manifest
 
-RBAC_MANIFEST = """\
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: ci-fixer-app
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: ci-fixer-sandbox
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: ci-fixer-sandbox-manager
-rules:
-  - apiGroups: ["batch"]
-    resources: ["jobs"]
-    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-  - apiGroups: [""]
-    resources: ["pods"]
-    verbs: ["get", "list", "watch", "delete"]
-  - apiGroups: [""]
-    resources: ["pods/exec"]
-    verbs: ["create"]
-  - apiGroups: [""]
-    resources: ["pods/log"]
-    verbs: ["get"]
-  - apiGroups: [""]
-    resources: ["configmaps", "secrets"]
-    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: ci-fixer-sandbox-binding
-subjects:
-  - kind: ServiceAccount
-    name: ci-fixer-app
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: ci-fixer-sandbox-manager
-"""
+RBAC_MANIFEST = (Path(__file__).parents[2] / "k8s" / "rbac" / "k8s.yaml").read_text()
 
 
 @pytest.fixture
