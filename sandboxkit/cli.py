@@ -151,8 +151,11 @@ def _rbac(args: argparse.Namespace, conn: Connection) -> int:
     identity = frame.attrs.get("identity")
     if identity:
         print(f"identity: {identity}")
-    print(_frame_table(frame, ["api_group", "resource", "verb", "expected", "allowed", "ok",
-                               "reason"]))
+    # "" means the core API group and cluster scope; words read better than <none>.
+    shown = frame.assign(api_group=frame["api_group"].replace("", "core"),
+                         namespace=frame["namespace"].replace("", "(cluster)"))
+    print(_frame_table(shown, ["api_group", "resource", "verb", "namespace", "expected",
+                               "allowed", "ok", "reason"]))
     print(frame.attrs.get("verdict", ""))
     missing = frame.attrs.get("missing_yaml", "")
     if missing:
@@ -163,7 +166,7 @@ def _rbac(args: argparse.Namespace, conn: Connection) -> int:
 
 def _report(diagnosis: Diagnosis) -> int:
     print(diagnosis.to_text())
-    return 1 if any(f.severity == "error" for f in diagnosis.findings) else 0
+    return 0 if diagnosis.ok else 1  # ok: no finding of severity "error"
 
 
 def _doctor(args: argparse.Namespace, conn: Connection) -> int:
@@ -182,11 +185,20 @@ def _on_cluster(handler: ClusterHandler) -> Callable[[argparse.Namespace], int]:
     """Run ``handler`` with a connection resolved from the flags, closed afterwards."""
 
     def run(args: argparse.Namespace) -> int:
+        from urllib3.exceptions import HTTPError
+
         from .backends.kubernetes.client import connect
+        from .errors import SandboxError
 
         conn = connect(args.kubeconfig, args.context)
         try:
             return handler(args, conn)
+        except HTTPError as exc:  # urllib3 gave up connecting (refused, DNS, TLS)
+            cause = getattr(exc, "reason", None) or exc
+            raise SandboxError(
+                f"cannot reach the cluster at {conn.configuration.host} ({cause}). Check "
+                "`kubectl cluster-info` with the same --kubeconfig/--context, or start a "
+                "local cluster with `eval \"$(sandboxkit devcluster start)\"`") from exc
         finally:
             conn.close()
 
@@ -204,7 +216,6 @@ def _error_line(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, SandboxError):
         return text, 1
     from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
 
     if isinstance(exc, ApiException):
         try:
@@ -212,10 +223,8 @@ def _error_line(exc: BaseException) -> tuple[str, int] | None:
         except (TypeError, ValueError, AttributeError):
             message = exc.reason
         return f"the API server answered {exc.status} {exc.reason}: {message}", 1
-    if isinstance(exc, HTTPError | OSError):
-        return (f"cannot reach the cluster: {text}. Check `kubectl cluster-info` with the "
-                "same --kubeconfig/--context, or start a local cluster with "
-                "`eval \"$(sandboxkit devcluster start)\"`"), 1
+    if isinstance(exc, OSError):  # a file named on the command line, say
+        return text, 1
     return None
 
 
@@ -227,6 +236,12 @@ def _cluster_options(subcommand: argparse.ArgumentParser) -> None:
                             help="kubeconfig context (default: the current one)")
 
 
+def _namespace_option(target: Any) -> None:
+    """``-n`` on a parser or a group (``ls`` puts it beside ``-A``)."""
+    target.add_argument("-n", "--namespace", metavar="NS",
+                        help="namespace (default: the kubeconfig context's)")
+
+
 def _cluster_command(
     commands: Any, name: str, handler: ClusterHandler, summary: str,
     namespace: bool = True,
@@ -235,8 +250,7 @@ def _cluster_command(
                                                            description=summary)
     _cluster_options(command)
     if namespace:
-        command.add_argument("-n", "--namespace", metavar="NS",
-                             help="namespace (default: the kubeconfig context's)")
+        _namespace_option(command)
     command.set_defaults(handler=_on_cluster(handler))
     return command
 
@@ -245,8 +259,7 @@ def _add_cluster_commands(commands: Any) -> None:
     ls = _cluster_command(commands, "ls", _ls, "list sandboxes (Jobs app=ci-fixer-sandbox)",
                           namespace=False)
     scope = ls.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", metavar="NS",
-                       help="namespace (default: the kubeconfig context's)")
+    _namespace_option(scope)
     scope.add_argument("-A", "--all-namespaces", action="store_true",
                        help="list sandboxes in every namespace")
     ls.add_argument("-o", "--output", choices=("wide", "json"),
@@ -261,14 +274,15 @@ def _add_cluster_commands(commands: Any) -> None:
     actions = rbac.add_subparsers(dest="action", required=True)
     for action, summary in (
         ("apply", "create or update the ServiceAccounts, Role and RoleBinding"),
-        ("verify", "check what the app's ServiceAccount may do in the namespace; exit 1 "
-                   "if a needed permission is missing"),
+        ("verify", "check what you (or --service-account) may and may not do in the "
+                   "namespace; exit 1 if a check fails"),
         ("uninstall", "delete what apply created"),
     ):
         command = _cluster_command(actions, action, _rbac, summary)
         if action == "verify":
             command.add_argument("--service-account", metavar="SA",
-                                 help="check this ServiceAccount instead of the app's")
+                                 help="check this ServiceAccount of the namespace (for example "
+                                      "ci-fixer-app) instead of yourself")
         else:
             command.add_argument("--file", type=Path, metavar="PATH",
                                  help="manifest file (default: the one sandboxkit ships)")

@@ -19,14 +19,12 @@ Garbage collection deletes what can no longer be used or no longer has a user:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .backends.kubernetes.client import Connection, connect
+from .backends.kubernetes.client import Connection, connected
 from .backends.kubernetes.lifecycle import JobRef, delete_job, request_json
 from .backends.kubernetes.status import newest_pod, sandbox_status
 from .manifests import OWNER_ANNOTATION, owner_process, sandbox_selector
@@ -43,19 +41,6 @@ __all__ = ["COLUMNS", "GC_COLUMNS", "gc", "gc_reason", "list_sandboxes"]
 COLUMNS = ("name", "namespace", "phase", "status", "pod", "node", "image", "age", "created",
            "owner", "cpu", "memory")
 GC_COLUMNS = ("name", "namespace", "reason", "deleted")
-
-
-@contextlib.contextmanager
-def _connected(connection: Connection | None) -> Iterator[Connection]:
-    """The caller's connection, or one resolved as kubectl would and closed afterwards."""
-    if connection is not None:
-        yield connection
-        return
-    conn = connect()
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def _list(conn: Connection, kind: str, namespace: str | None,
@@ -105,7 +90,7 @@ def list_sandboxes(
     import pandas as pd
 
     now = datetime.now(UTC)
-    with _connected(connection) as conn:
+    with connected(connection) as conn:
         jobs = _list(conn, "job", namespace, all_namespaces)
         pods = _list(conn, "pod", namespace, all_namespaces)
     rows = [{
@@ -187,7 +172,7 @@ def gc(
 
     now, host = datetime.now(UTC), socket.gethostname()
     rows = []
-    with _connected(connection) as conn:
+    with connected(connection) as conn:
         # The Jobs alone decide: a sandbox's phase and owner are the Job's.
         for job, status in _statuses(_list(conn, "job", namespace, False), []):
             reason = gc_reason(job, status, now=now, host=host)

@@ -15,16 +15,14 @@ them the ServiceAccounts' tokens, untouched.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .backends.kubernetes.client import Connection, connect
+from .backends.kubernetes.client import Connection, connected
 from .backends.kubernetes.lifecycle import api_error, request_json
 from .errors import PermissionDenied
 
@@ -39,10 +37,13 @@ __all__ = [
     "SEED_RULES",
     "Rule",
     "apply",
+    "can_i",
     "load_manifests",
     "manifest_path",
+    "missing_rules_yaml",
     "uninstall",
     "verify",
+    "whoami",
 ]
 
 ROLE_NAME = "ci-fixer-sandbox-manager"
@@ -140,19 +141,6 @@ def _kind_ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind'].lower()}.{group}" if group else obj["kind"].lower()
 
 
-@contextlib.contextmanager
-def _connected(connection: Connection | None) -> Iterator[Connection]:
-    """The caller's connection, or one made (and closed) here, as kubectl would resolve it."""
-    if connection is not None:
-        yield connection
-        return
-    made = connect()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def _manage_denied(exc: Exception, action: str, namespace: str) -> Exception:
     translated = api_error(exc)
     if not isinstance(translated, PermissionDenied):
@@ -179,7 +167,7 @@ def apply(namespace: str | None = None, path: str | Path | None = None, *,
     from kubernetes.dynamic.exceptions import NotFoundError
 
     lines: list[str] = []
-    with _connected(connection) as conn:
+    with connected(connection) as conn:
         ns = namespace or conn.namespace
         dynamic = DynamicClient(conn.api_client())
         for obj in load_manifests(ns, path):
@@ -215,7 +203,7 @@ def uninstall(namespace: str | None = None, path: str | Path | None = None, *,
     from kubernetes.dynamic.exceptions import NotFoundError
 
     lines: list[str] = []
-    with _connected(connection) as conn:
+    with connected(connection) as conn:
         ns = namespace or conn.namespace
         dynamic = DynamicClient(conn.api_client())
         for obj in reversed(load_manifests(ns, path)):
@@ -261,6 +249,15 @@ def _review(conn: Connection, check: _Check, subject: dict[str, Any] | None) -> 
     return request_json(api.create_subject_access_review, body).get("status") or {}
 
 
+def can_i(conn: Connection, api_group: str, resource: str, verb: str,
+          namespace: str) -> tuple[bool, str]:
+    """Whether the caller may ``verb`` ``resource`` (``pods/exec`` names a subresource) in
+    ``namespace``, and the authorizer's reason: ``kubectl auth can-i`` for one question."""
+    status = _review(conn, _Check(api_group, resource, verb, namespace, True), None)
+    allowed = bool(status.get("allowed")) and not status.get("denied")
+    return allowed, str(status.get("reason") or status.get("evaluationError") or "")
+
+
 def _review_denied(exc: PermissionDenied, subject: dict[str, Any] | None) -> PermissionDenied:
     who = exc.identity or "you"
     if subject is None:
@@ -277,7 +274,7 @@ def _review_denied(exc: PermissionDenied, subject: dict[str, Any] | None) -> Per
                             verb="create", resource=resource, identity=exc.identity)
 
 
-def _whoami(conn: Connection) -> str:
+def whoami(conn: Connection) -> str:
     """The caller's user name (SelfSubjectReview), or "" where the cluster cannot say."""
     from kubernetes.client import AuthenticationV1Api
 
@@ -297,7 +294,7 @@ def _describe_failure(row: dict[str, Any], namespace: str) -> str:
     return f"{row['resource']} {row['verb']}{where} {outcome}"
 
 
-def _missing_yaml(rows: list[dict[str, Any]]) -> str:
+def missing_rules_yaml(rows: list[dict[str, Any]]) -> str:
     """Role rules granting exactly the expected-but-denied rows, resources sharing verbs
     merged into one rule; JSON lists are YAML flow sequences, as in k8s/rbac/k8s.yaml."""
     missing: dict[tuple[str, str], list[str]] = {}
@@ -331,7 +328,7 @@ def verify(namespace: str | None = None, service_account: str | None = None, *,
     """
     import pandas
 
-    with _connected(connection) as conn:
+    with connected(connection) as conn:
         ns = namespace or conn.namespace
         subject: dict[str, Any] | None = None
         if service_account:
@@ -340,7 +337,7 @@ def verify(namespace: str | None = None, service_account: str | None = None, *,
                 "system:serviceaccounts", f"system:serviceaccounts:{ns}",
                 "system:authenticated"]}
         else:
-            identity = _whoami(conn)
+            identity = whoami(conn)
         rows: list[dict[str, Any]] = []
         for check in _checks(ns, service_account != SANDBOX_SERVICE_ACCOUNT):
             try:
@@ -365,5 +362,5 @@ def verify(namespace: str | None = None, service_account: str | None = None, *,
         verdict = f"{who} in {ns}: all {len(rows)} checks pass"
     frame = pandas.DataFrame(rows, columns=["api_group", "resource", "verb", "namespace",
                                             "expected", "allowed", "ok", "reason"])
-    frame.attrs.update(verdict=verdict, missing_yaml=_missing_yaml(rows), identity=identity)
+    frame.attrs.update(verdict=verdict, missing_yaml=missing_rules_yaml(rows), identity=identity)
     return frame

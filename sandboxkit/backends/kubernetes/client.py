@@ -18,7 +18,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "IN_CLUSTER_NAMESPACE_FILE",
     "Connection",
     "connect",
+    "connected",
     "kubeconfig_files",
 ]
 
@@ -162,6 +163,20 @@ def connect(
         "`eval \"$(sandboxkit devcluster start)\"`",
         "KUBECONFIG=~/.kube/config",
     )
+
+
+@contextlib.contextmanager
+def connected(connection: Connection | None = None) -> Iterator[Connection]:
+    """``connection``, or one resolved by :func:`connect` and closed on leaving the block:
+    how functions taking ``connection=None`` (inventory, rbac, diagnostics) get a cluster."""
+    if connection is not None:
+        yield connection
+        return
+    made = connect()
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def _contexts(files: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

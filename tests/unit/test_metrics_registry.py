@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any, Self
+import warnings
+from collections.abc import Iterator
 
 import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandboxkit import SandboxConfig, SandboxStatus
+from sandboxkit import create_sandbox
 from sandboxkit.backends.base import Sandbox
 from sandboxkit.errors import (
     CommandTimeout,
@@ -30,7 +31,7 @@ def sample(name: str, **labels: str) -> float:
 
 def test_importing_sandboxkit_leaves_the_default_registry_alone() -> None:
     code = ("import prometheus_client, sandboxkit.metrics, sandboxkit.backends.base;"
-            "print(sorted(prometheus_client.REGISTRY._names_to_collectors))")
+            "print(prometheus_client.generate_latest().decode())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "sandboxkit" not in out
@@ -63,66 +64,51 @@ def test_failures_are_counted_under_the_kubernetes_reason(error: BaseException,
     assert failure_reason(error) == reason
 
 
-class ScriptedSandbox(Sandbox):
-    """A backend whose commands return or raise what the test scripts: the base class's
-    timing is what is under test, and it must not depend on any real backend."""
-
-    def __init__(self, outcome: CommandResult | BaseException) -> None:
-        self.config = SandboxConfig()
-        self.outcome = outcome
-
-    @property
-    def name(self) -> str:
-        return "scripted"
-
-    def init(self) -> Self:
-        return self
-
-    def status(self) -> SandboxStatus:
-        return SandboxStatus(self.name, "")
-
-    def teardown(self, wait: bool = False) -> None:
-        return None
-
-    def _execute(self, cmd: str, **_: Any) -> CommandResult:
-        if isinstance(self.outcome, BaseException):
-            raise self.outcome
-        return self.outcome
-
-    def upload(self, local_path: Any, remote_path: str) -> None:
-        raise NotImplementedError
-
-    def download(self, remote_path: str, local_path: Any) -> None:
-        raise NotImplementedError
+@pytest.fixture
+def local() -> Iterator[Sandbox]:
+    """A LocalSandbox: real commands, no cluster; the base class's timing is under test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LocalSandboxWarning: no isolation, known here
+        sandbox = create_sandbox(execution_backend="local").init()
+    yield sandbox
+    sandbox.teardown()
 
 
-def _counts(backend: str = SandboxConfig().execution_backend) -> tuple[float, float, float]:
+def _counts(backend: str = "local") -> tuple[float, float, float]:
     return (sample("sandboxkit_command_duration_seconds_count", backend=backend),
             sample("sandboxkit_command_errors_total", backend=backend, reason="Timeout"),
-            sample("sandboxkit_command_errors_total", backend=backend, reason="Evicted"))
+            sample("sandboxkit_command_errors_total", backend=backend, reason="TornDown"))
 
 
-def test_run_command_and_stream_are_timed_once_each_and_nonzero_exit_is_no_error() -> None:
-    sandbox = ScriptedSandbox(CommandResult("false", exit_code=1))
+def test_run_command_and_stream_are_timed_once_each_and_nonzero_exit_is_no_error(
+        local: Sandbox) -> None:
     before = _counts()
-    sandbox.run_command("false")
-    sandbox.stream("false", on_stdout=None, on_stderr=None)
+    assert local.run_command("exit 1").exit_code == 1
+    local.stream("echo hi; exit 2", on_stdout=None, on_stderr=None)
     after = _counts()
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (2, 0, 0)
 
 
-def test_a_timeout_counts_as_an_error_and_as_a_duration() -> None:
-    timeout = CommandTimeout("sleep 9", 1.0, CommandResult("sleep 9", -1))
+def test_a_timeout_counts_as_an_error_and_as_a_duration(local: Sandbox) -> None:
     before = _counts()
     with pytest.raises(CommandTimeout):
-        ScriptedSandbox(timeout).run_command("sleep 9")
+        local.run_command("sleep 30", timeout=0.2)
     after = _counts()
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert sample("sandboxkit_command_duration_seconds_sum", backend="local") > 0.2
 
 
-def test_a_sandbox_gone_counts_its_reason_and_no_duration() -> None:
+def test_a_command_after_teardown_counts_its_reason_and_no_duration(local: Sandbox) -> None:
+    local.teardown()
     before = _counts()
     with pytest.raises(SandboxGone):
-        ScriptedSandbox(SandboxGone("gone", reason="Evicted")).run_command("true")
+        local.run_command("true")
     after = _counts()
     assert (after[0] - before[0], after[2] - before[2]) == (0, 1)
+
+
+def test_teardown_counts_an_active_sandbox_down_once(local: Sandbox) -> None:
+    active = sample("sandboxkit_sandboxes_active", backend="local")
+    local.teardown()
+    local.teardown()
+    assert sample("sandboxkit_sandboxes_active", backend="local") == active - 1
