@@ -2,7 +2,8 @@
 
 ``import sandboxkit`` stays light: the config, models and errors are plain Python, and the
 backend (which imports the ``kubernetes`` client, about half a second) loads on first use of
-``KubernetesSandbox`` or ``create_sandbox``. IPython and ipywidgets are never imported here.
+``KubernetesSandbox`` or ``create_sandbox``. IPython and ipywidgets are never imported here:
+``load_ipython_extension`` imports :mod:`sandboxkit.magics` when IPython calls it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .models import CommandResult, SandboxStatus
 if TYPE_CHECKING:
     from .backends.base import Sandbox
     from .backends.kubernetes.sandbox import KubernetesSandbox
+    from .diagnostics import diagnose, preflight
     from .sandbox import create_sandbox
 
 __version__ = "0.1.0"
@@ -27,13 +29,33 @@ __all__ = [
     "SandboxStatus",
     "__version__",
     "create_sandbox",
+    "diagnose",
+    "load_ipython_extension",
+    "preflight",
+    "unload_ipython_extension",
 ]
 
 _LAZY = {
     "KubernetesSandbox": ("sandboxkit.backends.kubernetes.sandbox", "KubernetesSandbox"),
     "Sandbox": ("sandboxkit.backends.base", "Sandbox"),
     "create_sandbox": ("sandboxkit.sandbox", "create_sandbox"),
+    "diagnose": ("sandboxkit.diagnostics", "diagnose"),
+    "preflight": ("sandboxkit.diagnostics", "preflight"),
 }
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext sandboxkit``: the sandbox magics; IPython is imported only now."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext sandboxkit``: delete the kernel's unkept sandboxes, drop the magics."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str) -> Any:

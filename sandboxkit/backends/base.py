@@ -20,9 +20,14 @@ from ..config import SandboxConfig
 from ..errors import CommandTimeout, ConfigError
 from ..models import CommandResult, SandboxStatus
 
-__all__ = ["OutputCallback", "Sandbox", "Stdin", "command_argv"]
+__all__ = ["PROGRESS_STAGES", "OutputCallback", "ProgressCallback", "Sandbox", "Stdin",
+           "command_argv"]
 
 OutputCallback = Callable[[bytes], object]
+ProgressCallback = Callable[[str, str], None]
+"""``on_progress(stage, detail)`` during :meth:`Sandbox.init`: stage is one of
+:data:`PROGRESS_STAGES`, in that order, each at most once; detail is a line for a human."""
+PROGRESS_STAGES = ("created", "scheduled", "pulling", "running")
 Stdin = str | bytes
 # The `cd` runs in a shell whose only inputs are positional parameters: the workdir and the
 # argv to exec are data, never spliced into shell source.
@@ -78,8 +83,12 @@ class Sandbox(ABC):
         """The sandbox's name, unique in its namespace."""
 
     @abstractmethod
-    def init(self) -> Self:
-        """Create the sandbox and wait until commands can run; idempotent."""
+    def init(self, on_progress: ProgressCallback | None = None) -> Self:
+        """Create the sandbox and wait until commands can run; idempotent.
+
+        ``on_progress`` hears the startup stages a backend has (see :data:`ProgressCallback`)
+        as they happen, so a notebook can show where a slow start is.
+        """
 
     @abstractmethod
     def status(self) -> SandboxStatus:

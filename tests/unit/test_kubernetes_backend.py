@@ -19,10 +19,10 @@ from sandboxkit.backends.base import command_argv
 from sandboxkit.backends.kubernetes import client as k8s_client
 from sandboxkit.backends.kubernetes.lifecycle import (
     JobRef,
-    _job_event_problem,
     api_error,
     describe_pod_problem,
     is_running,
+    job_event_problem,
     watch,
 )
 from sandboxkit.errors import (
@@ -251,24 +251,24 @@ def test_failed_pod_before_running() -> None:
 
 def test_job_events() -> None:
     job = JobRef("sb", "ns", "uid", "x=y")
-    quota = _job_event_problem({"reason": "FailedCreate", "message": (
+    quota = job_event_problem({"reason": "FailedCreate", "message": (
         'Error creating: pods "sb-x" is forbidden: exceeded quota: q, requested: pods=1')}, job)
     assert isinstance(quota, QuotaExceeded)
-    missing = _job_event_problem({"reason": "FailedCreate", "message": (
+    missing = job_event_problem({"reason": "FailedCreate", "message": (
         'Error creating: pods "sb-" is forbidden: error looking up service account ns/sa: '
         'serviceaccount "sa" not found')}, job)
     assert isinstance(missing, ServiceAccountMissing)
     assert "kubectl apply -n ns -f k8s/rbac/k8s.yaml" in str(missing)
-    refused = _job_event_problem({"reason": "FailedCreate", "message": (
+    refused = job_event_problem({"reason": "FailedCreate", "message": (
         'Error creating: pods "sb-x" is forbidden: violates PodSecurity "restricted:latest": '
         'runAsUser=0 (pod must not set runAsUser=0)')}, job)
     assert isinstance(refused, PodSecurityViolation)
     assert refused.level == "restricted:latest"
     assert "runAsUser=0 (pod must not set runAsUser=0)" in str(refused)
-    other = _job_event_problem({"reason": "FailedCreate", "message": "Internal error occurred"},
+    other = job_event_problem({"reason": "FailedCreate", "message": "Internal error occurred"},
                                job)
     assert type(other) is SandboxStartupError
-    assert _job_event_problem({"reason": "SuccessfulCreate", "message": ""}, job) is None
+    assert job_event_problem({"reason": "SuccessfulCreate", "message": ""}, job) is None
 
 
 # --- watch resumption ---------------------------------------------------------------------

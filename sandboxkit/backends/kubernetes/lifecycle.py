@@ -43,6 +43,7 @@ from ...errors import (
     Unschedulable,
 )
 from ...manifests import CONTAINER_NAME, sandbox_selector
+from ..base import ProgressCallback
 from .client import Connection
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "delete_job",
     "describe_pod_problem",
     "event_time",
+    "job_event_problem",
     "pod_events",
     "request_json",
     "spec_container",
@@ -384,7 +386,7 @@ class _JobEventWatcher(threading.Thread):
                            field_selector=f"involvedObject.uid={self.job.uid}")
             for kind, obj in events:
                 for item in obj if kind == "SYNC" else [obj]:
-                    problem = _job_event_problem(item, self.job)
+                    problem = job_event_problem(item, self.job)
                     if problem is not None:
                         self.on_problem(problem)
                         return
@@ -474,7 +476,9 @@ def _clause(message: str) -> str:
     return message.strip().rstrip(".")
 
 
-def _job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupError | None:
+def job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupError | None:
+    """The typed error a Job event means (FailedCreate: quota, Pod Security, missing
+    ServiceAccount; DeadlineExceeded...), else None: shared by init() and diagnostics."""
     reason = event.get("reason", "")
     message = event.get("message", "")
     if reason == "FailedCreate":
@@ -525,14 +529,47 @@ def event_time(event: dict[str, Any]) -> str:
                or event.get("metadata", {}).get("creationTimestamp") or "")
 
 
+def _pod_progress(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """The startup stages (after "created") a pod has reached, with a detail line each.
+
+    A later stage implies the earlier ones (a Running pod was scheduled and has its image),
+    so a pod seen only once, already Running, still reports every stage.
+    """
+    name = pod.get("metadata", {}).get("name", "")
+    node = pod.get("spec", {}).get("nodeName")
+    if not node:
+        return []
+    stages = [("scheduled", f"pod {name} on node {node}")]
+    waiting = (container_status(pod).get("state") or {}).get("waiting")
+    running = is_running(pod)
+    if waiting is not None or running:
+        reason = (waiting or {}).get("reason")
+        stages.append(("pulling", f"image {spec_image(pod)}" + (f" ({reason})" if reason
+                                                                 else "")))
+    if running:
+        stages.append(("running", f"pod {name} is Running"))
+    return stages
+
+
 def wait_running(
     conn: Connection, job: JobRef, *, resource_version: str | None, timeout: float,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Block until the Job's pod is Running and return it; raise the typed error otherwise.
 
     ``resource_version`` is the Job create's: both watches start there, so nothing that
     happens after the create is missed. ``None`` lists first (taking over an existing Job).
+    ``on_progress`` hears "scheduled", "pulling" and "running" from the same pod watch,
+    each once, in that order.
     """
+    reported: set[str] = set()
+
+    def progress(pod: dict[str, Any]) -> None:
+        for stage, detail in _pod_progress(pod):
+            if on_progress is not None and stage not in reported:
+                reported.add(stage)
+                on_progress(stage, detail)
+
     deadline = time.monotonic() + timeout
     pods = WatchStream()
     failures: list[SandboxStartupError] = []
@@ -564,6 +601,7 @@ def wait_running(
                         f"sandbox {job.name}: pod {item['metadata']['name']} was deleted "
                         "before it was ready", sandbox=job.name, reason="Deleted")
                 last_pod = item
+                progress(item)
                 if is_running(item):
                     return item
                 problem = describe_pod_problem(item, job.name)

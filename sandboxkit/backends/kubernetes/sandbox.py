@@ -26,7 +26,7 @@ from ...errors import (
 )
 from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
 from ...models import CommandResult, SandboxStatus
-from ..base import OutputCallback, Sandbox, Stdin, command_argv
+from ..base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
 from . import files as _files
 from .client import Connection, connect
 from .exec import ExecError, run_exec
@@ -120,12 +120,14 @@ class KubernetesSandbox(Sandbox):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def init(self) -> Self:
+    def init(self, on_progress: ProgressCallback | None = None) -> Self:
         """Create the Job and wait (by watch) until its pod is Running; idempotent.
 
         Raises the :class:`SandboxStartupError` subclass that says why not (ImagePullError,
         Unschedulable, QuotaExceeded, ServiceAccountMissing, StartupTimeout) or
         PermissionDenied; whatever was created is deleted first unless ``keep_on_failure``.
+        ``on_progress`` hears "created" (the Job), then "scheduled", "pulling" and
+        "running" from the pod watch.
         """
         with self._init_lock:
             if self._pod is not None:
@@ -146,8 +148,10 @@ class KubernetesSandbox(Sandbox):
             with self._lock:
                 self._job = job
             try:
+                if on_progress is not None:
+                    on_progress("created", f"Job {namespace}/{job.name}")
                 pod = wait_running(
-                    conn, job, timeout=config.startup_timeout,
+                    conn, job, timeout=config.startup_timeout, on_progress=on_progress,
                     resource_version=created.get("metadata", {}).get("resourceVersion"))
             except BaseException as exc:  # Ctrl-C too: never leave a half-made sandbox
                 metrics.record_failed(config.execution_backend, exc)

@@ -1,0 +1,480 @@
+"""``SandboxMagics``: the ``%sandbox_*`` magics, their defaults and the kernel's sandboxes.
+
+Why errors are shaped here: a notebook user's mistake (a bad flag, an unknown sandbox, a
+quantity like ``2Gb``) raises :class:`UsageError`, which IPython shows as one line; a
+sandbox failure (an image that cannot be pulled, ``--check`` on a non-zero exit, a
+timeout) keeps its typed exception, so ``nbmake`` fails the cell and code can catch it, but
+is shown as its message rather than a traceback through this module (see :func:`_brief`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Float, Unicode
+
+from ..backends.base import Sandbox
+from ..backends.kubernetes.client import Connection, connect
+from ..backends.wrapper import TextCallback
+from ..config import SandboxConfig
+from ..errors import CommandFailed, CommandTimeout, ConfigError, SandboxError, SandboxNotFound
+from ..models import CommandResult
+from ..sandbox import create_sandbox
+from .options import (
+    parse_env,
+    resource_overrides,
+    split_line_command,
+    unquote,
+    variable_name,
+)
+from .registry import SandboxRegistry, UnknownSandbox
+
+__all__ = ["RESULT_VARIABLE", "SandboxMagics"]
+
+RESULT_VARIABLE = "_sandbox_result"
+"""The user namespace variable holding the last ``%sandbox_exec`` CommandResult."""
+
+_CPU_HELP = ("CPU limit (2, 500m); the request stays as configured (250m) unless that is "
+             "above the limit, then it equals the limit. REQUEST:LIMIT sets both (250m:2).")
+_MEMORY_HELP = ("memory limit (4Gi); the request stays as configured (512Mi) unless that is "
+                "above the limit, then it equals the limit. REQUEST:LIMIT sets both "
+                "(512Mi:4Gi).")
+_NAME_HELP = "the sandbox (default: the current one, the last started or attached)"
+
+_Magic = TypeVar("_Magic", bound=Callable[..., Any])
+
+
+def _brief(exc: BaseException, message: str | None = None) -> BaseException:
+    """``exc``, displayed in a cell as its message and notes instead of a traceback.
+
+    IPython renders an exception that has ``_render_traceback_`` through it (the hook
+    ipyparallel uses for remote errors); the frames inside the magic tell a notebook user
+    nothing, while the exception keeps its type for ``except`` clauses and nbmake.
+    """
+    lines = [f"{type(exc).__name__}: {message or exc}", *getattr(exc, "__notes__", [])]
+    exc._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    return exc
+
+
+def _user_facing(magic: _Magic) -> _Magic:
+    """Mistakes become UsageError (one line); sandbox failures keep their type, briefly."""
+
+    @functools.wraps(magic)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return magic(*args, **kwargs)
+        except (ConfigError, UnknownSandbox, SandboxNotFound) as exc:
+            raise UsageError(str(exc)) from None
+        except SandboxError as exc:
+            raise _brief(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _writer(stream: TextIO) -> TextCallback:
+    """Output chunks to ``stream`` as they arrive (flushed, so the cell shows them now)."""
+
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return TextCallback(write)
+
+
+@magics_class
+class SandboxMagics(Magics):
+    """Sandboxes from a notebook: ``%load_ext sandboxkit``, then ``%sandbox_up``.
+
+    The traits below are the defaults of ``%sandbox_up`` (``%config SandboxMagics.image =
+    "python:3.11"``); one left unset (None) leaves the ``SANDBOXKIT_*`` environment and the
+    :class:`SandboxConfig` defaults in charge. ``Magics`` is a traitlets Configurable, and
+    the instance sits in ``shell.configurables``, which is what ``%config`` searches.
+    """
+
+    image = Unicode(None, allow_none=True, help="Container image of new sandboxes.").tag(
+        config=True)
+    namespace = Unicode(None, allow_none=True,
+                        help="Namespace (default: the kubeconfig context's).").tag(config=True)
+    backend = Unicode(None, allow_none=True,
+                      help="Execution backend: kubernetes, docker or local.").tag(config=True)
+    cpu = Unicode(None, allow_none=True, help=_CPU_HELP).tag(config=True)
+    memory = Unicode(None, allow_none=True, help=_MEMORY_HELP).tag(config=True)
+    workdir = Unicode(None, allow_none=True,
+                      help="Working directory of commands in new sandboxes.").tag(config=True)
+    kubeconfig = Unicode(None, allow_none=True,
+                         help="Kubeconfig file (default: as kubectl finds it).").tag(config=True)
+    context = Unicode(None, allow_none=True, help="Kubeconfig context.").tag(config=True)
+    service_account = Unicode(None, allow_none=True,
+                              help="ServiceAccount sandbox pods run as.").tag(config=True)
+    startup_timeout = Float(None, allow_none=True,
+                            help="Seconds %sandbox_up waits for Running.").tag(config=True)
+    command_timeout = Float(None, allow_none=True,
+                            help="Default seconds a command may run.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.registry = SandboxRegistry()
+        self._panels: list[Any] = []  # closed at shutdown: each holds a watch subscription
+
+    # --- settings -------------------------------------------------------------------------
+
+    def sandbox_config(self, *, cpu: str | None = None, memory: str | None = None,
+                       env: dict[str, str] | None = None, **overrides: Any) -> SandboxConfig:
+        """Defaults < environment < traits < ``overrides`` (None means not given)."""
+        traits = {"image": self.image, "namespace": self.namespace,
+                  "execution_backend": self.backend, "workdir": self.workdir,
+                  "kubeconfig": self.kubeconfig, "context": self.context,
+                  "service_account": self.service_account,
+                  "startup_timeout": self.startup_timeout,
+                  "command_timeout": self.command_timeout}
+        settings = {k: v for k, v in traits.items() if v is not None}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        config = SandboxConfig.resolve(**settings)
+        # The trait first, then the argument: `--cpu 2` keeps a request the trait set.
+        for resource, value in (("cpu", self.cpu), ("cpu", cpu), ("memory", self.memory),
+                                ("memory", memory)):
+            changes = resource_overrides(resource, value, config)
+            if changes:
+                config = SandboxConfig.resolve(config, **changes)
+        if env:
+            config = SandboxConfig.resolve(config, env={**config.env, **env})
+        return config
+
+    @contextlib.contextmanager
+    def _cluster(self) -> Iterator[tuple[Connection, str | None]]:
+        """A connection per the traits (kubectl's rules otherwise) and the configured
+        namespace (None: the connection's), closed afterwards."""
+        config = self.sandbox_config()
+        conn = connect(config.kubeconfig, config.context)
+        try:
+            yield conn, config.namespace
+        finally:
+            conn.close()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?", help="sandbox name, a DNS-1123 label (default: generated)")
+    @argument("--image", help="container image")
+    @argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    @argument("--cpu", help=_CPU_HELP)
+    @argument("--memory", help=_MEMORY_HELP)
+    @argument("--env", action="append", metavar="K=V", help="environment variable (repeat)")
+    @argument("--workdir", help="working directory of commands")
+    @argument("--backend", help="kubernetes, docker or local")
+    @argument("--keep-on-failure", action="store_true",
+              help="keep a sandbox that fails to start, to debug it")
+    @argument("--keep", action="store_true",
+              help="keep the sandbox running when this kernel exits")
+    def sandbox_up(self, line: str) -> None:
+        """Create a sandbox, show its startup as it happens, then its live status.
+
+        It becomes the current sandbox; several named ones can run side by side. Unless
+        --keep is given it is deleted when the kernel exits.
+        """
+        args = parse_argstring(self.sandbox_up, line)
+        if args.name is not None and args.name in self.registry:
+            raise UsageError(f"a sandbox named {args.name!r} already runs in this kernel: use "
+                             f"it, or %sandbox_down {args.name} first")
+        config = self.sandbox_config(
+            cpu=args.cpu, memory=args.memory, env=parse_env(args.env), name=args.name,
+            image=args.image, namespace=args.namespace, workdir=args.workdir,
+            execution_backend=args.backend, keep_on_failure=args.keep_on_failure or None)
+        sandbox = create_sandbox(config)
+        started = time.monotonic()
+
+        def progress(stage: str, detail: str) -> None:
+            print(f"{stage:<10} {detail}  ({time.monotonic() - started:.1f}s)", flush=True)
+
+        try:
+            sandbox.init(on_progress=progress)
+        except KeyboardInterrupt as exc:
+            raise _brief(exc, f"interrupted: sandbox {sandbox.name} was not started") from None
+        self.registry.add(sandbox, keep=args.keep)
+        if args.keep:
+            print(f"kept: {sandbox.name} stays running after this kernel exits "
+                  f"(%sandbox_down {sandbox.name} deletes it)")
+        display(self._panel(sandbox))
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?", help=_NAME_HELP)
+    @argument("--all", action="store_true", help="every sandbox of this kernel")
+    def sandbox_down(self, line: str) -> None:
+        """Delete a sandbox (or --all of this kernel's) and wait until it is gone."""
+        args = parse_argstring(self.sandbox_down, line)
+        if args.all and args.name:
+            raise UsageError("give a NAME or --all, not both")
+        names = self.registry.names() if args.all else [self.registry.get(args.name).name]
+        failures: list[str] = []
+        gone = self.registry.tear_down(
+            names, wait=True, on_error=lambda name, exc: failures.append(f"{name}: {exc}"))
+        if gone:
+            print(f"deleted {', '.join(gone)}")
+        elif not names:
+            print("no sandboxes in this kernel")
+        if failures:
+            raise SandboxError("could not delete " + "; ".join(failures))
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", help="the sandbox's name (its Job's)")
+    @argument("-n", "--namespace", help="namespace (default: the configured one)")
+    def sandbox_attach(self, line: str) -> None:
+        """Take over a Kubernetes sandbox started elsewhere (say, before a kernel restart).
+
+        It becomes the current sandbox; this kernel's exit leaves it running.
+        """
+        from ..backends.kubernetes.sandbox import KubernetesSandbox
+
+        args = parse_argstring(self.sandbox_attach, line)
+        config = self.sandbox_config(namespace=args.namespace,
+                                     execution_backend="kubernetes")
+        sandbox = KubernetesSandbox.attach(args.name, config=config)
+        self.registry.add(sandbox, keep=True)
+        print(f"attached {sandbox.name}; it stays running when this kernel exits "
+              f"(%sandbox_down {sandbox.name} deletes it)")
+        display(self._panel(sandbox))
+
+    # --- commands -------------------------------------------------------------------------
+
+    @line_cell_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?", help=_NAME_HELP)
+    @argument("--timeout", type=float, metavar="S", help="kill the command after S seconds")
+    @argument("--check", action="store_true",
+              help="raise CommandFailed on a non-zero exit, failing the cell")
+    @argument("--env", action="append", metavar="K=V", help="environment variable (repeat)")
+    @argument("--workdir", metavar="DIR", help="run in DIR")
+    @argument("--out", metavar="VAR", help="store stdout (text) in VAR")
+    @argument("--err", metavar="VAR", help="store stderr (text) in VAR")
+    @argument("--quiet", action="store_true", help="do not show the output")
+    def sandbox_exec(self, line: str, cell: str | None = None) -> CommandResult | None:
+        """Run the cell as a /bin/sh script in the sandbox, output streamed as it comes.
+
+        stdout goes to the cell's stdout, stderr to its stderr; stdin is closed. A non-zero
+        exit code is printed (with --check it raises). The result is in _sandbox_result.
+        Interrupting the kernel kills the command. Line form: %sandbox_exec CMD, or
+        %sandbox_exec [NAME] [options] -- CMD.
+        """
+        if cell is None:
+            options, command = split_line_command(line)
+            if not command:
+                raise UsageError("no command given: %sandbox_exec [NAME] [options] -- CMD")
+        else:
+            options, command = line, cell
+        args = parse_argstring(self.sandbox_exec, options)
+        if args.timeout is not None and not args.timeout > 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, not "
+                             f"{args.timeout:g}")
+        out, err = variable_name("--out", args.out), variable_name("--err", args.err)
+        env = parse_env(args.env)
+        sandbox = self.registry.get(args.name)
+        try:
+            result = sandbox.stream(
+                command, timeout=args.timeout, env=env or None, workdir=args.workdir,
+                on_stdout=None if args.quiet else _writer(sys.stdout),
+                on_stderr=None if args.quiet else _writer(sys.stderr))
+        except CommandTimeout as exc:
+            self._keep_result(exc.result, out, err)
+            raise
+        except KeyboardInterrupt as exc:
+            raise _brief(exc, f"interrupted: the command in sandbox {sandbox.name} was "
+                              "stopped (its process group was killed)") from None
+        self._keep_result(result, out, err)
+        if result.exit_code != 0:
+            if args.check:
+                raise CommandFailed(result)
+            if not args.quiet:
+                print(f"exit code {result.exit_code}", file=sys.stderr, flush=True)
+        return result if cell is None else None
+
+    def _keep_result(self, result: CommandResult, out: str | None, err: str | None) -> None:
+        user_ns = self.shell.user_ns
+        user_ns[RESULT_VARIABLE] = result
+        if out:
+            user_ns[out] = result.stdout
+        if err:
+            user_ns[err] = result.stderr
+
+    # --- files ----------------------------------------------------------------------------
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("local", help="local file or directory")
+    @argument("remote", help="path it becomes in the sandbox (ending in /: a directory)")
+    @argument("-s", "--sandbox", help=_NAME_HELP)
+    def sandbox_upload(self, line: str) -> None:
+        """Copy a local file or directory tree into the sandbox."""
+        args = parse_argstring(self.sandbox_upload, line)
+        local, remote = unquote(args.local), unquote(args.remote)
+        sandbox = self.registry.get(args.sandbox)
+        try:
+            sandbox.upload(local, remote)
+        except FileNotFoundError:
+            raise UsageError(f"no such local file or directory: {local}") from None
+        print(f"uploaded {local} to {sandbox.name}:{remote}")
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("remote", help="file or directory in the sandbox")
+    @argument("local", help="local path it becomes (ending in /: a directory)")
+    @argument("-s", "--sandbox", help=_NAME_HELP)
+    def sandbox_download(self, line: str) -> None:
+        """Copy a file or directory tree out of the sandbox."""
+        args = parse_argstring(self.sandbox_download, line)
+        remote, local = unquote(args.remote), unquote(args.local)
+        sandbox = self.registry.get(args.sandbox)
+        try:
+            sandbox.download(remote, local)
+        except FileNotFoundError:
+            raise UsageError(f"no such file or directory in sandbox {sandbox.name}: "
+                             f"{remote}") from None
+        print(f"downloaded {sandbox.name}:{remote} to {local}")
+
+    @cell_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("path", help="file to write in the sandbox (parents are created)")
+    @argument("-s", "--sandbox", help=_NAME_HELP)
+    def sandbox_write(self, line: str, cell: str) -> None:
+        """Write the cell body to a file in the sandbox (mode 0644), as %%writefile does."""
+        args = parse_argstring(self.sandbox_write, line)
+        path = unquote(args.path)
+        if path.endswith("/"):
+            raise UsageError(f"{path} names a directory: give the file's path")
+        sandbox = self.registry.get(args.sandbox)
+        with tempfile.TemporaryDirectory(prefix="sandboxkit-write-") as directory:
+            local = Path(directory, "cell")
+            local.write_text(cell, encoding="utf-8")
+            os.chmod(local, 0o644)
+            sandbox.upload(local, path)
+        print(f"wrote {len(cell.encode())} bytes to {sandbox.name}:{path}")
+
+    # --- looking -------------------------------------------------------------------------
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("-n", "--namespace", help="namespace (default: the configured one)")
+    @argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    def sandbox_ls(self, line: str) -> Any:
+        """The sandbox Jobs in the namespace, as a pandas DataFrame (one row each)."""
+        from ..inventory import list_sandboxes
+
+        args = parse_argstring(self.sandbox_ls, line)
+        with self._cluster() as (conn, namespace):
+            return list_sandboxes(args.namespace or namespace,
+                                  all_namespaces=args.all_namespaces, connection=conn)
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?", help=_NAME_HELP)
+    def sandbox_status(self, line: str) -> Any:
+        """The sandbox's live status panel (phase, container state, node, events)."""
+        args = parse_argstring(self.sandbox_status, line)
+        return self._panel(self.registry.get(args.name))
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?", help=_NAME_HELP)
+    @argument("--tail", type=int, metavar="N", help="only the last N lines")
+    def sandbox_logs(self, line: str) -> None:
+        """The sandbox pod's container log, read through the API (kubectl logs)."""
+        from ..backends.kubernetes.sandbox import KubernetesSandbox
+        from ..manifests import CONTAINER_NAME
+
+        args = parse_argstring(self.sandbox_logs, line)
+        if args.tail is not None and args.tail < 0:
+            raise UsageError(f"--tail must be 0 or more, not {args.tail}")
+        sandbox = self.registry.get(args.name)
+        if not isinstance(sandbox, KubernetesSandbox) or sandbox.pod_name is None:
+            raise UsageError(f"sandbox {sandbox.name} has no pod to read logs from (logs are "
+                             "for running Kubernetes sandboxes)")
+        text = sandbox.connection.core().read_namespaced_pod_log(
+            sandbox.pod_name, sandbox.namespace, container=CONTAINER_NAME,
+            tail_lines=args.tail)
+        print(text, end="")
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("name", nargs="?",
+              help="a sandbox of this kernel or any sandbox Job's name (default: current)")
+    @argument("-n", "--namespace", help="namespace of a NAME not in this kernel")
+    def sandbox_diagnose(self, line: str) -> Any:
+        """What is wrong with the sandbox and how to fix it (sandboxkit.diagnose)."""
+        from ..diagnostics import diagnose
+
+        args = parse_argstring(self.sandbox_diagnose, line)
+        if args.name is None or args.name in self.registry:
+            return diagnose(self.registry.get(args.name))
+        with self._cluster() as (conn, namespace):
+            return diagnose(args.name, args.namespace or namespace, connection=conn)
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @argument("--service-account", metavar="SA",
+              help="check what this ServiceAccount may do (default: you)")
+    @argument("-n", "--namespace", help="namespace (default: the configured one)")
+    def sandbox_rbac(self, line: str) -> Any:
+        """Check the RBAC sandboxes need (sandboxkit.rbac.verify): a DataFrame, the verdict
+        and, when rules are missing, the Role rules to add as YAML."""
+        from ..rbac import verify
+
+        args = parse_argstring(self.sandbox_rbac, line)
+        with self._cluster() as (conn, namespace):
+            frame = verify(args.namespace or namespace, args.service_account, connection=conn)
+        print(frame.attrs["verdict"])
+        if frame.attrs.get("missing_yaml"):
+            print(f"Missing Role rules:\n{frame.attrs['missing_yaml']}")
+        return frame
+
+    def _panel(self, sandbox: Sandbox) -> Any:
+        from ..widgets import SandboxStatus
+
+        panel = SandboxStatus(sandbox)
+        self._panels.append(panel)
+        return panel
+
+    # --- kernel exit ---------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Delete this kernel's sandboxes except the kept ones, and say what stays.
+
+        Runs at interpreter exit (atexit) and on ``%unload_ext sandboxkit``; the status
+        panels shown stop following their watches.
+        """
+        panels, self._panels = self._panels, []
+        for panel in panels:
+            panel.close()
+        gone = self.registry.tear_down_unkept(on_error=lambda name, exc: print(
+            f"sandboxkit: could not delete sandbox {name}: {exc}", file=sys.stderr))
+        if gone:
+            print(f"sandboxkit: deleted {', '.join(gone)}")
+        for sandbox in self.registry.kept():
+            print(f"sandboxkit: {sandbox.name} is still running (kept); "
+                  f"%sandbox_attach {sandbox.name} takes it over, "
+                  f"%sandbox_down {sandbox.name} deletes it")
