@@ -7,6 +7,7 @@ create live in namespaces labelled ``sandboxkit-test``; the session fails if any
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -98,6 +99,35 @@ def namespace(api_client: object) -> Iterator[str]:
     yield name
     _leaked_sandboxes.extend(_live_sandboxes(api_client, name))
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """A Docker engine for the tests marked ``docker`` (see tests/docker_support.py), set as
+    DOCKER_HOST for the session, with the test image imported. Skips with the reason when no
+    engine can be used or started; fails the session if a sandbox container is left."""
+    from docker_support import EngineUnavailable, build_image, docker_engine
+
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(docker_engine())
+            build_image(host)
+        except EngineUnavailable as exc:
+            pytest.skip(f"no Docker engine: {exc}")
+        previous = os.environ.get("DOCKER_HOST")
+        os.environ["DOCKER_HOST"] = host
+        try:
+            yield host
+            import docker
+
+            leaked = [c.name for c in docker.from_env().containers.list(
+                all=True, filters={"label": SANDBOX_SELECTOR.split(",")[0]})]
+            assert not leaked, f"sandbox containers left behind: {leaked}"
+        finally:
+            if previous is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = previous
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-__all__ = ["extract", "owned_by_nobody", "pack", "remote_split"]
+__all__ = ["extract", "pack", "remote_split"]
 
 
 def remote_split(remote_path: str, source_name: str) -> tuple[str, str]:
@@ -32,19 +32,22 @@ def remote_split(remote_path: str, source_name: str) -> tuple[str, str]:
     return parent, name or "."
 
 
-def owned_by_nobody(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def pack(source: Path, name: str, archive: IO[bytes]) -> None:
+def pack(source: Path, name: str, archive: IO[bytes], owner: tuple[int, int] = (0, 0)) -> None:
     """Write ``source`` (a file or a tree, modes and symlinks kept) into ``archive`` as a tar
-    whose top member is named after ``name``, owned by uid 0 so that the extracting side
-    decides the owner."""
+    whose top member is named after ``name``. Members are owned by ``owner`` (uid, gid),
+    never the uploader's ids: root by default, so that an extractor that keeps its own
+    identity (``tar -o``) decides; a backend whose extractor applies the archive's owners
+    passes the sandbox user's."""
+    uid, gid = owner
+
+    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid, info.gid = uid, gid
+        info.uname = info.gname = ""
+        return info
+
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
         tar.add(str(source), arcname=posixpath.basename(name) if name != "." else ".",
-                recursive=True, filter=owned_by_nobody)
+                recursive=True, filter=owned)
 
 
 def extract(archive: IO[bytes], top: str, local_path: str | os.PathLike[str]) -> None:

@@ -1,8 +1,9 @@
 """The Sandbox contract, written once and run against every backend.
 
-A new backend is one entry in ``BACKENDS`` (and a branch in ``_factory`` if it needs other
-settings). Nothing is mocked: commands really run, files really travel, and the Kubernetes
-tests read back what the cluster holds. The Kubernetes-only tests (the Job's fields, every
+A new backend is one entry in ``BACKENDS`` (and a branch in ``make_sandbox`` if it needs
+other settings); kubernetes, docker (marker ``docker``, a real engine) and local run here.
+Nothing is mocked: commands really run, files really travel, and the Kubernetes tests read
+back what the cluster holds. The Kubernetes-only tests (the Job's fields, every
 typed startup failure) skip for other backends through the ``kubernetes_only`` fixture.
 
 Every sandbox is torn down (and waited for) by the fixture that made it, and every test
@@ -41,8 +42,13 @@ from sandboxkit.errors import (
 )
 from sandboxkit.manifests import ID_LABEL, OWNER_ANNOTATION, sandbox_selector
 
-BACKENDS = ["kubernetes"]
+BACKENDS = [
+    "kubernetes",
+    pytest.param("docker", marks=pytest.mark.docker),
+    "local",
+]
 IMAGE = "busybox"
+DOCKER_IMAGE = "sandboxkit-test/busybox:1"  # built by tests/docker_support.py
 SERVICE_ACCOUNT = "ci-fixer-sandbox"
 # Generous for a real cluster pulling busybox; the devcluster is Running in milliseconds.
 STARTUP_TIMEOUT = 120.0
@@ -78,19 +84,24 @@ def sandbox_namespace(namespace: str, api_client: Any) -> str:
 
 
 @pytest.fixture
-def make_sandbox(backend: str, kubeconfig: Path, sandbox_namespace: str) -> Iterator[MakeSandbox]:
+def make_sandbox(backend: str, request: pytest.FixtureRequest) -> Iterator[MakeSandbox]:
     """A factory of unstarted sandboxes, each torn down afterwards.
 
     Teardown does not wait (the pod's grace period runs on while the next test starts): a
-    Job being deleted is cleaned up, and the session-end check ignores only those.
+    Job being deleted is cleaned up, and the session-end check ignores only those. Only the
+    backend's own fixtures are set up (a cluster for kubernetes, an engine for docker).
     """
     made: list[Sandbox] = []
+    settings: dict[str, Any] = {"execution_backend": backend, "image": IMAGE,
+                                "startup_timeout": STARTUP_TIMEOUT, **SMALL}
+    if backend == "kubernetes":
+        settings.update(kubeconfig=str(request.getfixturevalue("kubeconfig")),
+                        namespace=request.getfixturevalue("sandbox_namespace"))
+    elif backend == "docker":
+        request.getfixturevalue("docker_host")
+        settings.update(image=DOCKER_IMAGE)
 
     def make(**overrides: Any) -> Sandbox:
-        settings: dict[str, Any] = {"execution_backend": backend, "image": IMAGE,
-                                    "startup_timeout": STARTUP_TIMEOUT, **SMALL}
-        if backend == "kubernetes":
-            settings.update(kubeconfig=str(kubeconfig), namespace=sandbox_namespace)
         sandbox = create_sandbox(**{**settings, **overrides})
         made.append(sandbox)
         return sandbox
@@ -103,6 +114,13 @@ def make_sandbox(backend: str, kubeconfig: Path, sandbox_namespace: str) -> Iter
 @pytest.fixture
 def sandbox(make_sandbox: MakeSandbox) -> Sandbox:
     return make_sandbox().init()
+
+
+@pytest.fixture
+def scratch(sandbox: Sandbox) -> str:
+    """A writable directory inside the sandbox: /tmp in a container, the sandbox's own
+    temporary directory for a local sandbox (whose /tmp is the host's)."""
+    return sandbox.run_command('printf %s "${TMPDIR:-/tmp}"', check=True).stdout
 
 
 def _sandbox_jobs(api_client: Any, namespace: str) -> list[Any]:
@@ -168,19 +186,22 @@ def test_status_describes_the_running_sandbox(sandbox: Sandbox) -> None:
 
 
 def test_teardown_removes_job_and_pod_and_is_idempotent(
-    make_sandbox: MakeSandbox, api_client: Any, sandbox_namespace: str,
+    make_sandbox: MakeSandbox, backend: str, request: pytest.FixtureRequest,
 ) -> None:
     sandbox = make_sandbox().init()
     started = time.monotonic()
     sandbox.teardown(wait=True)
     elapsed = time.monotonic() - started
     assert elapsed < 30, f"teardown(wait=True) took {elapsed:.1f}s"
-    with pytest.raises(ApiException) as caught:
-        client.BatchV1Api(api_client).read_namespaced_job(sandbox.name, sandbox_namespace)
-    assert caught.value.status == 404
-    pods = client.CoreV1Api(api_client).list_namespaced_pod(
-        sandbox_namespace, label_selector=sandbox_selector(sandbox.name)).items
-    assert pods == []
+    if backend == "kubernetes":
+        api_client = request.getfixturevalue("api_client")
+        sandbox_namespace = request.getfixturevalue("sandbox_namespace")
+        with pytest.raises(ApiException) as caught:
+            client.BatchV1Api(api_client).read_namespaced_job(sandbox.name, sandbox_namespace)
+        assert caught.value.status == 404
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(
+            sandbox_namespace, label_selector=sandbox_selector(sandbox.name)).items
+        assert pods == []
     sandbox.teardown()  # idempotent
     sandbox.teardown(wait=True)
     assert sandbox.status().job_phase == "Missing"
@@ -275,13 +296,13 @@ def test_check_raises_command_failed(sandbox: Sandbox) -> None:
     assert "why" in str(caught.value)
 
 
-def test_env_and_workdir_arrive_verbatim(sandbox: Sandbox) -> None:
+def test_env_and_workdir_arrive_verbatim(sandbox: Sandbox, scratch: str) -> None:
     tricky = "a b $(echo injected) `id` 'q' \"d\" ; $HOME \\"
-    sandbox.run_command("mkdir -p '/tmp/with space/-dash'", check=True)
+    sandbox.run_command(f"mkdir -p '{scratch}/with space/-dash'", check=True)
     result = sandbox.run_command(
         'printf "%s|%s|%s" "$TRICKY" "$OTHER" "$(pwd)"',
-        env={"TRICKY": tricky, "OTHER": ""}, workdir="/tmp/with space/-dash")
-    assert result.stdout == f"{tricky}||/tmp/with space/-dash", result
+        env={"TRICKY": tricky, "OTHER": ""}, workdir=f"{scratch}/with space/-dash")
+    assert result.stdout == f"{tricky}||{scratch}/with space/-dash", result
     missing = sandbox.run_command("pwd", workdir="/no/such/dir")
     assert missing.exit_code != 0 and missing.stdout == ""
 
@@ -310,36 +331,38 @@ def test_binary_and_unicode_output_are_exact(sandbox: Sandbox) -> None:
     assert text.stdout == "é€" * 20000  # multi-byte characters across frame boundaries
 
 
-def test_timeout_raises_and_kills_the_remote_process(sandbox: Sandbox) -> None:
+def test_timeout_raises_and_kills_the_remote_process(sandbox: Sandbox, scratch: str) -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as caught:
-        sandbox.run_command("echo $$ > /tmp/victim; echo started; exec sleep 300", timeout=1)
+        sandbox.run_command(f"echo $$ > {scratch}/victim; echo started; exec sleep 300",
+                            timeout=1)
     assert time.monotonic() - started < 10
     assert caught.value.timeout == 1
     assert caught.value.result.stdout == "started\n"  # the output so far
-    pid = sandbox.run_command("cat /tmp/victim", check=True).stdout.strip()
+    pid = sandbox.run_command(f"cat {scratch}/victim", check=True).stdout.strip()
     assert pid.isdigit()
     alive = sandbox.run_command(f"kill -0 {pid}")
     assert alive.exit_code != 0, f"process {pid} survived the timeout"
 
 
-def test_interrupt_kills_the_remote_process(sandbox: Sandbox) -> None:
+def test_interrupt_kills_the_remote_process(sandbox: Sandbox, scratch: str) -> None:
     def interrupt(_: bytes) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sandbox.stream("echo $$ > /tmp/victim; echo go; exec sleep 300",
+        sandbox.stream(f"echo $$ > {scratch}/victim; echo go; exec sleep 300",
                        on_stdout=interrupt, on_stderr=None, timeout=60)
-    pid = sandbox.run_command("cat /tmp/victim", check=True).stdout.strip()
+    pid = sandbox.run_command(f"cat {scratch}/victim", check=True).stdout.strip()
     assert sandbox.run_command(f"kill -0 {pid}").exit_code != 0
 
 
 def test_background_child_does_not_hang_the_call(sandbox: Sandbox) -> None:
     started = time.monotonic()
-    result = sandbox.run_command("sleep 30 & echo done", timeout=20)
+    result = sandbox.run_command("sleep 30 & echo $! >&2; echo done", timeout=20)
     assert result.stdout == "done\n" and result.exit_code == 0
     assert time.monotonic() - started < 5
-    sandbox.run_command("pkill sleep || killall sleep || true")
+    # By pid, not `pkill sleep`: a local sandbox's processes share the host's process table.
+    sandbox.run_command(f"kill {result.stderr.strip()}", check=True)
 
 
 def test_commands_run_concurrently_from_threads(sandbox: Sandbox) -> None:
@@ -431,43 +454,47 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     return found
 
 
-def test_upload_download_round_trip_of_a_tree(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_upload_download_round_trip_of_a_tree(sandbox: Sandbox, tmp_path: Path,
+                                               scratch: str) -> None:
     tree = _tree(tmp_path)
-    sandbox.upload(tree, "/tmp/up/tree")
-    ran = sandbox.run_command("/tmp/up/tree/run.sh ok && stat -c %a /tmp/up/tree/nested/secret.txt")
+    sandbox.upload(tree, f"{scratch}/up/tree")
+    ran = sandbox.run_command(
+        f"{scratch}/up/tree/run.sh ok && stat -c %a {scratch}/up/tree/nested/secret.txt")
     assert ran.stdout == "ran-ok\n600\n", ran
-    remote_sum = sandbox.run_command("md5sum /tmp/up/tree/binary.bin", check=True)
+    remote_sum = sandbox.run_command(f"md5sum {scratch}/up/tree/binary.bin", check=True)
     local_sum = hashlib.md5((tree / "binary.bin").read_bytes()).hexdigest()
     assert remote_sum.stdout.split()[0] == local_sum
 
-    sandbox.download("/tmp/up/tree", tmp_path / "back")
+    sandbox.download(f"{scratch}/up/tree", tmp_path / "back")
     assert _snapshot(tmp_path / "back") == _snapshot(tree)
     # Trailing slash: into the directory, under the source's own name.
-    sandbox.upload(tree / "run.sh", "/tmp/into/")
-    assert sandbox.run_command("test -x /tmp/into/run.sh").exit_code == 0
+    sandbox.upload(tree / "run.sh", f"{scratch}/into/")
+    assert sandbox.run_command(f"test -x {scratch}/into/run.sh").exit_code == 0
     (tmp_path / "dest").mkdir()
-    sandbox.download("/tmp/into/run.sh", str(tmp_path / "dest") + "/")
+    sandbox.download(f"{scratch}/into/run.sh", str(tmp_path / "dest") + "/")
     copied = tmp_path / "dest" / "run.sh"
     assert copied.read_text() == (tree / "run.sh").read_text()
     assert stat.S_IMODE(copied.stat().st_mode) == 0o755
 
 
-def test_single_file_copies_are_binary_safe(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_single_file_copies_are_binary_safe(sandbox: Sandbox, tmp_path: Path,
+                                            scratch: str) -> None:
     payload = os.urandom(3 << 20)
     (tmp_path / "blob").write_bytes(payload)
-    sandbox.upload(tmp_path / "blob", "/tmp/renamed.bin")
-    assert sandbox.run_command("wc -c < /tmp/renamed.bin").stdout.strip() == str(len(payload))
-    sandbox.download("/tmp/renamed.bin", tmp_path / "blob-back")
+    sandbox.upload(tmp_path / "blob", f"{scratch}/renamed.bin")
+    assert sandbox.run_command(f"wc -c < {scratch}/renamed.bin").stdout.strip() == str(len(payload))
+    sandbox.download(f"{scratch}/renamed.bin", tmp_path / "blob-back")
     assert (tmp_path / "blob-back").read_bytes() == payload
 
 
-def test_missing_paths_are_clear_errors(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_missing_paths_are_clear_errors(sandbox: Sandbox, tmp_path: Path,
+                                        scratch: str) -> None:
     with pytest.raises(FileNotFoundError) as local:
-        sandbox.upload(tmp_path / "nope", "/tmp/x")
+        sandbox.upload(tmp_path / "nope", f"{scratch}/x")
     assert str(tmp_path / "nope") in str(local.value)
     with pytest.raises(FileNotFoundError) as remote:
-        sandbox.download("/tmp/does/not/exist", tmp_path / "x")
-    assert "/tmp/does/not/exist" in str(remote.value)
+        sandbox.download(f"{scratch}/does/not/exist", tmp_path / "x")
+    assert f"{scratch}/does/not/exist" in str(remote.value)
     assert not (tmp_path / "x").exists()
 
 

@@ -62,10 +62,12 @@ def test_arguments_override_environment() -> None:
 
 
 def test_execution_backend_comes_from_the_seed_variable() -> None:
+    assert SandboxConfig.resolve(environ={"EXECUTION_BACKEND": "docker"}).execution_backend == (
+        "docker")
     with pytest.raises(ConfigError) as caught:
-        SandboxConfig.resolve(environ={"EXECUTION_BACKEND": "docker"})
+        SandboxConfig.resolve(environ={"EXECUTION_BACKEND": "podman"})
     assert caught.value.field == "execution_backend"
-    assert "kubernetes" in str(caught.value)
+    assert "kubernetes, docker, local" in str(caught.value)
 
 
 @pytest.mark.parametrize(
