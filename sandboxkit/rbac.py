@@ -24,7 +24,7 @@ import yaml
 
 from .backends.kubernetes.client import Connection, connected
 from .backends.kubernetes.lifecycle import api_error, request_json
-from .errors import PermissionDenied
+from .errors import PermissionDenied, ServiceAccountMissing
 
 if TYPE_CHECKING:
     import pandas
@@ -38,6 +38,7 @@ __all__ = [
     "Rule",
     "apply",
     "can_i",
+    "connect_as",
     "load_manifests",
     "manifest_path",
     "missing_rules_yaml",
@@ -218,6 +219,52 @@ def uninstall(namespace: str | None = None, path: str | Path | None = None, *,
                 raise _manage_denied(exc, "delete", ns) from exc
             lines.append(f'{_kind_ref(obj)} "{name}" {outcome}')
     return lines
+
+
+# --- acting as an account -----------------------------------------------------------------
+
+
+def connect_as(service_account: str, namespace: str | None = None, *,
+               connection: Connection | None = None,
+               expiration_seconds: int = 3600) -> Connection:
+    """A :class:`Connection` that authenticates as ``service_account`` and nothing else.
+
+    Why: least privilege is only shown by acting with it. The token comes from the
+    TokenRequest API (``kubectl create token``), so it expires and is bound to the
+    ServiceAccount's uid; server, CA and TLS settings are ``connection``'s, and no client
+    certificate or other credential of the caller is carried over. Creating the token needs
+    ``create serviceaccounts/token`` (a namespace admin has it; ``ci-fixer-app`` does not).
+    The token lives only in the returned configuration: no repr, log or message shows it.
+    """
+    from kubernetes.client import Configuration
+    from kubernetes.client.exceptions import ApiException
+
+    with connected(connection) as conn:
+        ns = namespace or conn.namespace
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds}}
+        try:
+            review = request_json(conn.core().create_namespaced_service_account_token,
+                                  service_account, ns, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ServiceAccountMissing(
+                    f"no ServiceAccount {service_account} in namespace {ns}: create it "
+                    f"(`sandboxkit rbac apply -n {ns}` makes {APP_SERVICE_ACCOUNT} and "
+                    f"{SANDBOX_SERVICE_ACCOUNT})", reason="NotFound") from None
+            raise
+        source = conn.configuration
+        configuration = Configuration()
+        configuration.host = source.host
+        configuration.verify_ssl = source.verify_ssl
+        configuration.ssl_ca_cert = source.ssl_ca_cert
+        configuration.ca_cert_data = source.ca_cert_data
+        configuration.tls_server_name = source.tls_server_name
+        configuration.proxy = source.proxy
+        configuration.no_proxy = source.no_proxy
+        configuration.api_key = {"authorization": f"Bearer {review['status']['token']}"}
+    return Connection(configuration, ns,
+                      f"ServiceAccount {service_account} of {ns} (TokenRequest token)")
 
 
 # --- verify -------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ only the PodSpec defaults, as on a real cluster.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from .quantity import QuantityError, canonical_quantity
 from .resources import ResourceType
 
 __all__ = ["apply_defaults", "default_job_selector"]
@@ -58,6 +60,7 @@ def _default_container(container: Obj) -> None:
         container["imagePullPolicy"] = _image_pull_policy(str(container["image"]))
     if not isinstance(container.get("resources"), dict):
         container["resources"] = {}
+    _canonical_resources(container["resources"])
     for port in container.get("ports") or []:
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
@@ -67,6 +70,18 @@ def _default_container(container: Obj) -> None:
             field_ref.setdefault("apiVersion", "v1")
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         _default_probe(container.get(probe))
+
+
+def _canonical_resources(resources: Obj) -> None:
+    """Quantities as a real API server stores them: decoded, then printed canonically
+    (``1000`` -> ``1k``, ``0.5`` -> ``500m``). Unparsable ones are left for validation."""
+    for key in ("requests", "limits"):
+        quantities = resources.get(key)
+        if not isinstance(quantities, dict):
+            continue
+        for name, value in quantities.items():
+            with contextlib.suppress(QuantityError):
+                quantities[name] = canonical_quantity(str(value))
 
 
 def _default_volume(volume: Obj) -> None:
