@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from html import escape
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -167,22 +166,14 @@ class SandboxStatus(_Panel):
     def diagnose(self) -> None:
         """Run :func:`sandboxkit.diagnose` on the sandbox and show its findings below."""
         self._show(note=render_notice("Diagnosing...", "pending"))
-        try:
-            from ..diagnostics import diagnose
-        except ModuleNotFoundError as exc:
-            if exc.name != "sandboxkit.diagnostics":
-                raise
-            self._show(note=render_notice(
-                "Diagnostics are not available in this version of sandboxkit; "
-                "`kubectl describe job` shows the same Job, pod and events.", "pending"))
-            return
+        from ..diagnostics import diagnose
+
         try:
             diagnosis = diagnose(self.sandbox)
         except Exception as exc:
             self._show(note=render_notice(f"Diagnose failed: {exc}"))
             return
-        to_html = getattr(diagnosis, "_repr_html_", None)
-        self._show(note=to_html() if to_html else f"<pre>{escape(str(diagnosis))}</pre>")
+        self._show(note=diagnosis._repr_html_())
 
     def teardown(self) -> None:
         """Delete the sandbox (not waiting); the panel follows it to gone."""

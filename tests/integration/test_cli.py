@@ -182,7 +182,6 @@ def test_the_console_script_reports_denial_without_a_traceback(
 
 def test_rbac_apply_verify_uninstall(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
                                      namespace: str) -> None:
-    pytest.importorskip("sandboxkit.rbac", reason="sandboxkit.rbac is not installed")
     from sandboxkit.rbac import APP_SERVICE_ACCOUNT
 
     flags = ["-n", namespace, "--kubeconfig", str(kubeconfig)]
@@ -203,8 +202,6 @@ def test_rbac_apply_verify_uninstall(capsys: pytest.CaptureFixture[str], kubecon
 
 def test_doctor_fails_until_the_rbac_is_installed(capsys: pytest.CaptureFixture[str],
                                                  kubeconfig: Path, namespace: str) -> None:
-    pytest.importorskip("sandboxkit.diagnostics",
-                        reason="sandboxkit.diagnostics is not installed")
     flags = ["-n", namespace, "--kubeconfig", str(kubeconfig)]
     status, out, _ = run(capsys, "doctor", *flags)
     assert status == 1
@@ -219,8 +216,6 @@ def test_doctor_fails_until_the_rbac_is_installed(capsys: pytest.CaptureFixture[
 def test_diagnose_a_sandbox_whose_image_cannot_be_pulled(
         capsys: pytest.CaptureFixture[str], kubeconfig: Path, namespace: str,
         api_client: Any) -> None:
-    pytest.importorskip("sandboxkit.diagnostics",
-                        reason="sandboxkit.diagnostics is not installed")
     add_sandbox_account(api_client, namespace)
     broken = KubernetesSandbox(image="registry.invalid/nope:1", namespace=namespace,
                                kubeconfig=str(kubeconfig), keep_on_failure=True,
@@ -240,8 +235,6 @@ def test_diagnose_a_sandbox_whose_image_cannot_be_pulled(
 
 def test_diagnose_an_unknown_sandbox_fails(capsys: pytest.CaptureFixture[str],
                                           kubeconfig: Path, namespace: str) -> None:
-    pytest.importorskip("sandboxkit.diagnostics",
-                        reason="sandboxkit.diagnostics is not installed")
     status, _, _ = run(capsys, "diagnose", "no-such-sandbox", "-n", namespace,
                        "--kubeconfig", str(kubeconfig))
     assert status == 1
