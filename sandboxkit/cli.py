@@ -296,6 +296,56 @@ def _add_cluster_commands(commands: Any) -> None:
     diagnose.add_argument("name", help="the sandbox (Job) name")
 
 
+# --- demo and lab: the configured cluster, else a devcluster started for the run -----------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run
+    from .devcluster import DevClusterError
+
+    try:
+        run(**{key: value for key, value in vars(args).items() if key in ("namespace", "image")})
+    except DevClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from .devcluster import DevClusterError
+    from .lab import run_lab
+
+    try:
+        return run_lab(args.directory, port=args.port, no_browser=args.no_browser,
+                       allow_root=args.allow_root)
+    except DevClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_local_commands(commands: Any) -> None:
+    """Defaults live in sandboxkit.demo (not imported here: it loads the client); the help
+    repeats them, and tests/unit/test_readme.py checks that it does."""
+    summary = ("apply RBAC, run commands in a sandbox, diagnose a broken one and tear it all "
+               "down, on the configured cluster or a devcluster started for the run")
+    demo = commands.add_parser("demo", help=summary, description=summary)
+    demo.add_argument("-n", "--namespace", default=argparse.SUPPRESS, metavar="NS",
+                      help="namespace, created and deleted if absent (default: sandboxkit-demo)")
+    demo.add_argument("--image", default=argparse.SUPPRESS,
+                      help="image of the working sandbox (default: busybox:1.36)")
+    demo.set_defaults(handler=_demo)
+    summary = ("JupyterLab on the notebooks, with KUBECONFIG set to the configured cluster "
+               "or a devcluster that stops with it")
+    lab = commands.add_parser("lab", help=summary, description=summary)
+    lab.add_argument("directory", nargs="?", type=Path, default=Path("notebooks"),
+                     help="notebook directory (default: notebooks)")
+    lab.add_argument("--port", type=int, help="JupyterLab's port (default: its own, 8888)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--allow-root", action="store_true",
+                     help="run as root (JupyterLab refuses to otherwise)")
+    lab.set_defaults(handler=_lab)
+
+
 # --- the parser -----------------------------------------------------------------------------
 
 
@@ -309,6 +359,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", metavar="NAME", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_cluster_commands(commands)
+    _add_local_commands(commands)
     devcluster = commands.add_parser(
         "devcluster", help="a local Kubernetes API server for tests and offline use"
     )

@@ -131,9 +131,13 @@ def _bootstrap(api: Api) -> None:
 
 
 async def serve(
-    directory: Path, port: int = 0, *, ready_fd: int | None = None, isolation: str = "auto"
+    directory: Path, port: int = 0, *, ready_fd: int | None = None, isolation: str = "auto",
+    watch_pid: int | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; then tear everything down, pods included."""
+    """Serve until SIGTERM/SIGINT (or until process ``watch_pid`` exits); then tear
+    everything down, pods included."""
+    # Opened first, while the starter waits for our ready line: the pid cannot be reused yet.
+    starter = _open_pidfd(watch_pid)
     directory.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(directory)
     issuer = TokenIssuer.load_or_create(directory)
@@ -177,9 +181,19 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if starter is not None:
+        def starter_exited() -> None:
+            loop.remove_reader(starter)  # a pidfd stays readable: hear it once
+            print(f"devcluster: process {watch_pid} that started it exited", flush=True)
+            stopping.set()
+
+        loop.add_reader(starter, starter_exited)
     try:
         await stopping.wait()
     finally:
+        if starter is not None:
+            loop.remove_reader(starter)
+            os.close(starter)
         print("devcluster: stopping", flush=True)
         api.store.close_all_watches()
         await runner.cleanup()
@@ -190,7 +204,19 @@ async def serve(
         (directory / STATE_FILE).unlink(missing_ok=True)
 
 
-def run(directory: Path, port: int = 0, *, ready_fd: int | None = None) -> int:
+def _open_pidfd(pid: int | None) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits); SystemExit if it is already gone."""
+    if pid is None:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise SystemExit(
+            f"devcluster: process {pid} that started it is gone; not starting") from None
+
+
+def run(directory: Path, port: int = 0, *, ready_fd: int | None = None,
+        watch_pid: int | None = None) -> int:
     """Run a devcluster in the foreground; returns the process exit status."""
     isolation = os.environ.get("SANDBOXKIT_DEVCLUSTER_ISOLATION", "auto")
     logging.basicConfig(
@@ -199,6 +225,6 @@ def run(directory: Path, port: int = 0, *, ready_fd: int | None = None) -> int:
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(Path(directory).expanduser().resolve(), port, ready_fd=ready_fd,
-                          isolation=isolation))
+                          isolation=isolation, watch_pid=watch_pid))
     print("devcluster: stopped", file=sys.stderr, flush=True)
     return 0

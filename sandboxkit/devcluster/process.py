@@ -9,6 +9,12 @@ a recycled pid is never mistaken for the server, and a server run in the foregro
 (``sandboxkit devcluster run``, whose command line names no module) is found like a
 background one. ``start`` holds a lock on the directory from its check to the server's
 readiness, so concurrent starts on one directory yield one server, not several orphans.
+
+A server started for one process (``DevCluster``, ``sandboxkit.cluster.ensure_cluster``)
+is told that process's pid and stops when it exits, however it exits: a notebook kernel
+killed by nbmake or a SIGKILLed test runner leaves no server behind. The server watches a
+pidfd rather than using ``PR_SET_PDEATHSIG``, which fires when the starting *thread* ends
+(any short-lived thread of a kernel) and cannot run the server's orderly shutdown.
 """
 
 from __future__ import annotations
@@ -135,13 +141,15 @@ def _log_tail(directory: Path, lines: int = 20) -> str:
 
 
 def start(
-    directory: Path = DEFAULT_DIR, port: int = 0, timeout: float = 60.0
+    directory: Path = DEFAULT_DIR, port: int = 0, timeout: float = 60.0, *,
+    watch_pid: int | None = None,
 ) -> tuple[ClusterInfo, bool]:
     """Start a server in the background; returns it and whether it was started now.
 
     Blocks until the server reports it is serving, by reading a line from a pipe the child
     writes once ready -- no polling. If a server already runs in ``directory`` (or another
     ``start`` is bringing one up), that one is returned instead of starting a second.
+    With ``watch_pid``, a server started now stops once that process exits.
     """
     directory = Path(directory).expanduser().resolve()
     existing = running(directory)
@@ -152,22 +160,24 @@ def start(
         existing = running(directory)
         if existing is not None:
             return existing, False
-        return _spawn(directory, port, timeout), True
+        return _spawn(directory, port, timeout, watch_pid), True
 
 
-def _spawn(directory: Path, port: int, timeout: float) -> ClusterInfo:
+def _spawn(directory: Path, port: int, timeout: float, watch_pid: int | None) -> ClusterInfo:
     """Start the server process and wait for its ``ready URL`` line."""
     read_fd, write_fd = os.pipe()
+    watch = [] if watch_pid is None else ["--watch-pid", str(watch_pid)]
     try:
         with open(directory / LOG_FILE, "ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "sandboxkit.devcluster", "run", "--dir", str(directory),
-                 "--port", str(port), "--ready-fd", str(write_fd)],
+                 "--port", str(port), "--ready-fd", str(write_fd), *watch],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,), start_new_session=True,
             )
     finally:
         os.close(write_fd)
+    deadline = time.monotonic() + timeout
     try:
         line = _read_line(read_fd, timeout)
     finally:
@@ -175,6 +185,11 @@ def _spawn(directory: Path, port: int, timeout: float) -> ClusterInfo:
     if line.startswith("ready "):
         return ClusterInfo(directory, child.pid, line.split(" ", 1)[1].strip())
     status = child.poll()
+    if status is None and time.monotonic() < deadline:
+        # The pipe closed without "ready": the child is exiting. Its files close before
+        # it can be reaped, so wait for its status rather than calling it a timeout.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            status = child.wait(timeout=10)
     if status is None:
         # Not ready in time: take it down with anything it started (its own session).
         with contextlib.suppress(ProcessLookupError):
@@ -263,7 +278,8 @@ class DevCluster:
     on exit (also when the server fails to start). Exiting stops the server, which kills
     every pod process it started -- but only a server this block started: entering on a
     directory where one already runs (say, from ``sandboxkit devcluster start``) uses it
-    and leaves it running, as its owner expects.
+    and leaves it running, as its owner expects. A server this block started also stops if
+    the process that entered it dies without leaving the block.
     """
 
     def __init__(self, directory: Path | str | None = None, port: int = 0) -> None:
@@ -291,11 +307,16 @@ class DevCluster:
         """The API server's URL, ``https://127.0.0.1:PORT``."""
         return self.info.url
 
+    @property
+    def started(self) -> bool:
+        """Whether entering the block started the server (False: one already ran there)."""
+        return self._started
+
     def __enter__(self) -> DevCluster:
         directory = self._requested or Path(tempfile.mkdtemp(prefix="sandboxkit-devcluster-"))
         self.directory = directory
         try:
-            self._info, self._started = start(directory, self.port)
+            self._info, self._started = start(directory, self.port, watch_pid=os.getpid())
         except BaseException:
             if self._owned_dir:
                 shutil.rmtree(directory, ignore_errors=True)

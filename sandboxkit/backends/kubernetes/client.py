@@ -32,6 +32,7 @@ __all__ = [
     "Connection",
     "connect",
     "connected",
+    "in_cluster",
     "kubeconfig_files",
 ]
 
@@ -109,6 +110,12 @@ def kubeconfig_files(
     return [p for p in paths if p.is_file()]
 
 
+def in_cluster(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a pod whose in-cluster config kubectl would use."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"))
+
+
 def connect(
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
@@ -149,7 +156,7 @@ def connect(
         active = context or _current_context(files)
         return Connection(configuration, namespace or "default",
                           f"kubeconfig {joined} (context {active})")
-    if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+    if in_cluster(env):
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException as exc:
