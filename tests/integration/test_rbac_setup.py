@@ -20,7 +20,7 @@ from workload_support import job_manifest
 from sandboxkit import KubernetesSandbox, rbac
 from sandboxkit.backends.kubernetes.client import Connection, connect
 from sandboxkit.backends.kubernetes.exec import run_exec
-from sandboxkit.errors import PermissionDenied
+from sandboxkit.errors import PermissionDenied, ServiceAccountMissing
 
 MANIFEST = Path(__file__).parents[2] / "k8s" / "rbac" / "k8s.yaml"
 PART_OF = "app.kubernetes.io/part-of=sandboxkit"
@@ -50,26 +50,18 @@ def admin(api_client: Any) -> Iterator[Connection]:
 
 
 @pytest.fixture
-def token_client(api_client: Any) -> Iterator[Any]:
-    """Make ApiClients that authenticate only with a ServiceAccount's TokenRequest token."""
-    made: list[client.ApiClient] = []
+def token_client(admin: Connection) -> Iterator[Any]:
+    """Make ApiClients that authenticate only as a ServiceAccount (``rbac.connect_as``)."""
+    made: list[Connection] = []
 
     def make(namespace: str, account: str) -> client.ApiClient:
-        token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
-            account, namespace, {"spec": {"expirationSeconds": 600}}).status.token
-        admin_config = api_client.configuration
-        config = client.Configuration()
-        config.host = admin_config.host
-        config.ssl_ca_cert = admin_config.ssl_ca_cert
-        config.verify_ssl = admin_config.verify_ssl
-        config.api_key = {"authorization": token}
-        config.api_key_prefix = {"authorization": "Bearer"}
-        made.append(client.ApiClient(config))
-        return made[-1]
+        made.append(rbac.connect_as(account, namespace, connection=admin,
+                                    expiration_seconds=600))
+        return made[-1].api_client()
 
     yield make
-    for api in made:
-        api.close()
+    for conn in made:
+        conn.close()
 
 
 @pytest.fixture
@@ -134,6 +126,9 @@ def test_the_app_account_runs_a_whole_sandbox_lifecycle(
         result = sandbox.run_command("echo from-$(hostname)")
         assert result.exit_code == 0, result.stderr
         assert result.stdout.startswith("from-")
+        # The Role grants no events: status() does without them rather than fail.
+        status = sandbox.status()
+        assert status.running and status.pod_name == sandbox.pod_name
         name = sandbox.name
     sandbox.teardown(wait=True)
     jobs = client.BatchV1Api(api_client).list_namespaced_job(installed).items
@@ -220,3 +215,36 @@ def test_uninstall_removes_what_apply_made(
     assert _uids(api_client, installed) == {}
     assert all(line.endswith(" not found")
                for line in rbac.uninstall(installed, connection=admin))
+
+
+def test_connect_as_authenticates_as_the_account_with_its_token_only(
+    installed: str, admin: Connection,
+) -> None:
+    app = rbac.connect_as(rbac.APP_SERVICE_ACCOUNT, installed, connection=admin)
+    try:
+        review = client.AuthenticationV1Api(app.api_client()).create_self_subject_review(
+            client.V1SelfSubjectReview())
+        assert review.status.user_info.username == (
+            f"system:serviceaccount:{installed}:ci-fixer-app")
+        assert app.namespace == installed
+        assert app.configuration.host == admin.configuration.host
+        # Nothing of the admin's identity travels along: no client certificate, no key.
+        assert app.configuration.cert_file is None and app.configuration.key_file is None
+        token = app.configuration.api_key["authorization"].removeprefix("Bearer ")
+        assert len(token) > 20
+        assert token not in repr(app) and token not in app.source
+        # The Role lets the app account list Jobs; it gives it no ServiceAccount tokens.
+        assert client.BatchV1Api(app.api_client()).list_namespaced_job(installed).items == []
+        with pytest.raises(PermissionDenied) as denied:
+            rbac.connect_as(rbac.SANDBOX_SERVICE_ACCOUNT, installed, connection=app)
+        assert denied.value.resource == "serviceaccounts/token"
+        assert token not in str(denied.value)
+    finally:
+        app.close()
+
+
+def test_connect_as_a_missing_account_says_how_to_create_it(
+    namespace: str, admin: Connection,
+) -> None:
+    with pytest.raises(ServiceAccountMissing, match=f"rbac apply -n {namespace}"):
+        rbac.connect_as(rbac.APP_SERVICE_ACCOUNT, namespace, connection=admin)
