@@ -9,6 +9,7 @@ is shown as its message rather than a traceback through this module (see :func:`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -204,7 +205,7 @@ class SandboxMagics(Magics):
             sandbox.init(on_progress=progress)
         except KeyboardInterrupt as exc:
             raise _brief(exc, f"interrupted: sandbox {sandbox.name} was not started") from None
-        self.registry.add(sandbox, keep=args.keep)
+        self._track(sandbox, keep=args.keep)
         if args.keep:
             print(f"kept: {sandbox.name} stays running after this kernel exits "
                   f"(%sandbox_down {sandbox.name} deletes it)")
@@ -247,7 +248,7 @@ class SandboxMagics(Magics):
         config = self.sandbox_config(namespace=args.namespace,
                                      execution_backend="kubernetes")
         sandbox = KubernetesSandbox.attach(args.name, config=config)
-        self.registry.add(sandbox, keep=True)
+        self._track(sandbox, keep=True)
         print(f"attached {sandbox.name}; it stays running when this kernel exits "
               f"(%sandbox_down {sandbox.name} deletes it)")
         display(self._panel(sandbox))
@@ -451,6 +452,15 @@ class SandboxMagics(Magics):
         if frame.attrs.get("missing_yaml"):
             print(f"Missing Role rules:\n{frame.attrs['missing_yaml']}")
         return frame
+
+    def _track(self, sandbox: Sandbox, *, keep: bool) -> None:
+        """Make ``sandbox`` current, and move :meth:`shutdown` to the end of the atexit
+        handlers, which run last registered first: the kubernetes client registers one
+        when it first connects that deletes the CA files it wrote from kubeconfig data,
+        and deleting the sandboxes at exit needs them."""
+        self.registry.add(sandbox, keep=keep)
+        atexit.unregister(self.shutdown)
+        atexit.register(self.shutdown)
 
     def _panel(self, sandbox: Sandbox) -> Any:
         from ..widgets import SandboxStatus

@@ -89,6 +89,10 @@ class SandboxRegistry:
             self.remove(sandbox.name)
             return sandbox.name
 
+        if not wait:
+            # One delete request each: nothing to overlap. And at interpreter exit (atexit)
+            # a thread pool refuses new work, so kernel exit must not use one.
+            return [name for name in map(one, sandboxes) if name is not None]
         if not sandboxes:
             return []
         with ThreadPoolExecutor(max_workers=min(8, len(sandboxes))) as pool:

@@ -27,8 +27,12 @@ TONE_COLOURS: dict[Tone, str] = {
 }
 # Waiting reasons a healthy container passes through; any other one means it is stuck.
 STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
-_FONT = "font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px;"
+# The line height is set because ipywidgets' HTML view inherits its 28px control height,
+# which spreads every wrapped line of a table cell apart in JupyterLab.
+_FONT = ("font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; "
+         "line-height: 1.4;")
 _CELL = "padding: 2px 8px; text-align: left; vertical-align: top;"
+_NOWRAP = " white-space: nowrap;"  # names and ages read whole; only messages wrap
 
 
 def tone(status: SandboxStatus) -> Tone:
@@ -112,8 +116,10 @@ def _events(events: Iterable[dict[str, Any]], now: datetime | None) -> str:
             f"{age} (x{count})" if count > 1 else age,
             event.get("object", ""), event.get("message", ""),
         )
-        rows.append("<tr>" + "".join(f'<td style="{style}">{escape(str(c))}</td>'
-                                     for c in cells) + "</tr>")
+        *fixed, message = cells
+        rows.append("<tr>" + "".join(f'<td style="{style}{_NOWRAP}">{escape(str(c))}</td>'
+                                     for c in fixed)
+                    + f'<td style="{style}">{escape(str(message))}</td></tr>')
     if not rows:
         return ""
     head = "".join(f'<th style="{_CELL}">{h}</th>'
