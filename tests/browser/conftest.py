@@ -135,7 +135,7 @@ def _wait_answering(lab: Lab, process: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jupyterlab(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """JupyterLab from this venv on a free port, its kernels on the session's cluster."""
     base = tmp_path_factory.mktemp("jupyterlab")
@@ -172,9 +172,12 @@ def jupyterlab(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (a fresh profile per launch)."""
+    """Debian's Chromium, headless, through Playwright (a fresh profile per launch).
+
+    Module-scoped, not session-scoped: Playwright's sync API keeps an asyncio loop running
+    on the main thread until it stops, and later tests call ``asyncio.run()``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -12,6 +12,7 @@ memory. "), repeated in a Warning Evicted event from the kubelet.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -133,10 +134,12 @@ def test_no_pod_yet_is_information_not_an_error() -> None:
 
 def test_other_backends_are_diagnosed_from_their_status(tmp_path: Any) -> None:
     from sandboxkit import diagnose
-    from sandboxkit.backends.local import LocalSandbox
+    from sandboxkit.backends.local import LocalSandbox, LocalSandboxWarning
 
-    with pytest.warns(UserWarning), LocalSandbox(workdir=str(tmp_path)) as sandbox:
-        running = diagnose(sandbox)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LocalSandboxWarning)  # warned once per process
+        with LocalSandbox(workdir=str(tmp_path)) as sandbox:
+            running = diagnose(sandbox)
     assert running.ok and [f.severity for f in running.findings] == ["ok"]
     gone = diagnose(sandbox)
     assert not gone.ok and gone.findings[0].reason == "Missing"
