@@ -1,4 +1,4 @@
-"""Fixtures and waits shared by the feed and widget tests.
+"""Waits shared by the feed and widget tests.
 
 Waits block on a Condition or an Event that the feed's own callbacks signal, bounded by
 TIMEOUT: never a sleep loop.
@@ -7,41 +7,11 @@ TIMEOUT: never a sleep loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-from kubernetes import client
 from workload_support import TIMEOUT
 
-from sandboxkit import KubernetesSandbox
 from sandboxkit.models import SandboxStatus
-
-SERVICE_ACCOUNT = "ci-fixer-sandbox"
-# Small requests so that overlapping tests fit a node, a busybox image any cluster pulls.
-SANDBOX_SETTINGS = {"image": "busybox", "cpu_request": "10m", "memory_request": "16Mi",
-                    "startup_timeout": TIMEOUT}
-
-MakeSandbox = Callable[..., KubernetesSandbox]
-
-
-def sandbox_factory(namespace: str, api_client: Any, kubeconfig: Path,
-                    ) -> Iterator[MakeSandbox]:
-    """For a ``make_sandbox`` fixture: unstarted sandboxes in the test namespace (which
-    gets the sandbox ServiceAccount), each torn down afterwards."""
-    client.CoreV1Api(api_client).create_namespaced_service_account(
-        namespace, {"metadata": {"name": SERVICE_ACCOUNT}})
-    made: list[KubernetesSandbox] = []
-
-    def make(**overrides: Any) -> KubernetesSandbox:
-        sandbox = KubernetesSandbox(namespace=namespace, kubeconfig=str(kubeconfig),
-                                    **{**SANDBOX_SETTINGS, **overrides})
-        made.append(sandbox)
-        return sandbox
-
-    yield make
-    for sandbox in made:
-        sandbox.teardown()
 
 
 class Recorder:

@@ -1,8 +1,8 @@
-"""A factory of Kubernetes sandboxes for tests that need their own namespace setup.
+"""A factory of Kubernetes sandboxes in a test namespace (the ``make_sandbox`` fixture).
 
-The security-profile and workspace tests label their namespace or create claims before any
-sandbox starts, so they build sandboxes here rather than through the contract tests'
-fixtures. Every sandbox made is torn down, and waited for, when the block ends.
+Sandboxes are made unstarted, so a test can label its namespace or create claims first;
+small requests and busybox keep them cheap on any cluster. Every sandbox made is torn
+down, and waited for, when the block ends.
 """
 
 from __future__ import annotations

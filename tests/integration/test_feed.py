@@ -5,23 +5,17 @@ subscriber does not stop it, and only sandbox objects (and their events) show.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from feed_support import MakeSandbox, Recorder, feed_threads, sandbox_factory
+from feed_support import Recorder, feed_threads
 from kubernetes import client
+from sandbox_support import MakeSandbox
 from workload_support import job_manifest, token_kubeconfig, wait_for_event
 
 from sandboxkit.backends.kubernetes.client import connect
 from sandboxkit.errors import PermissionDenied
 from sandboxkit.feed import NamespaceFeed, feed_for
-
-
-@pytest.fixture
-def make_sandbox(namespace: str, api_client: Any, kubeconfig: Path) -> Iterator[MakeSandbox]:
-    yield from sandbox_factory(namespace, api_client, kubeconfig)
 
 
 def test_statuses_follow_a_sandbox_from_creation_to_gone(make_sandbox: MakeSandbox,

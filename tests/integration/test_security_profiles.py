@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from sandbox_support import STARTUP_TIMEOUT, MakeSandbox, label_namespace, sandbox_factory
+from sandbox_support import STARTUP_TIMEOUT, MakeSandbox, label_namespace
 from workload_support import job_manifest, pod_spec, wait_for_event
 
 from sandboxkit.errors import PodSecurityViolation
@@ -25,12 +24,6 @@ from sandboxkit.errors import PodSecurityViolation
 pytestmark = pytest.mark.integration
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
-
-
-@pytest.fixture
-def make_sandbox(kubeconfig: Path, api_client: Any, namespace: str) -> Iterator[MakeSandbox]:
-    with sandbox_factory(kubeconfig, api_client, namespace) as make:
-        yield make
 
 
 def test_restricted_namespace_refuses_the_default_sandbox_fast(

@@ -9,20 +9,14 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-from feed_support import MakeSandbox, feed_threads, sandbox_factory
+from feed_support import feed_threads
+from sandbox_support import MakeSandbox
 from workload_support import TIMEOUT
 
 from sandboxkit.widgets import TONE_COLOURS, SandboxList, SandboxStatus, tone
-
-
-@pytest.fixture
-def make_sandbox(namespace: str, api_client: Any, kubeconfig: Path) -> Iterator[MakeSandbox]:
-    yield from sandbox_factory(namespace, api_client, kubeconfig)
 
 
 def _wait_until(panel: SandboxStatus | SandboxList, predicate: Callable[[], bool]) -> None:

@@ -6,25 +6,17 @@ nothing here waits for the claim to bind before a sandbox uses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from sandbox_support import MakeSandbox, sandbox_factory
+from sandbox_support import MakeSandbox
 
 from sandboxkit.errors import Unschedulable
 
 pytestmark = pytest.mark.integration
 
 CLAIM = "ci-workspace"
-
-
-@pytest.fixture
-def make_sandbox(kubeconfig: Path, api_client: Any, namespace: str) -> Iterator[MakeSandbox]:
-    with sandbox_factory(kubeconfig, api_client, namespace) as make:
-        yield make
 
 
 @pytest.fixture
