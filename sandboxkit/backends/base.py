@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,8 +20,8 @@ from ..config import SandboxConfig
 from ..errors import CommandTimeout, ConfigError
 from ..models import CommandResult, SandboxStatus
 
-__all__ = ["PROGRESS_STAGES", "OutputCallback", "ProgressCallback", "Sandbox", "Stdin",
-           "command_argv"]
+__all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
+           "Stdin", "command_argv"]
 
 OutputCallback = Callable[[bytes], object]
 ProgressCallback = Callable[[str, str], None]
@@ -173,3 +173,27 @@ class Sandbox(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.teardown()
+
+
+class ArgvSandbox(Sandbox):
+    """A backend whose primitive is running an argv (Kubernetes exec, Docker exec): the
+    shell command, its env and workdir become an argv here, once, by :func:`command_argv`."""
+
+    def _execute(
+        self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
+        workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
+        on_stderr: OutputCallback | None,
+    ) -> CommandResult:
+        argv = command_argv(cmd, env=env, workdir=workdir)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        return self.exec_argv(argv, stdin=data, timeout=timeout, on_stdout=on_stdout,
+                              on_stderr=on_stderr, command_text=cmd)
+
+    @abstractmethod
+    def exec_argv(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
+        on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+        command_text: str | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` as is (no shell) in the sandbox; ``command_text`` names it in the
+        result and errors. Timeouts as for :meth:`Sandbox._execute`."""

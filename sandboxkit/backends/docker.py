@@ -64,7 +64,7 @@ from ..manifests import (
 )
 from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, remote_split
-from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
+from .base import ArgvSandbox, OutputCallback, ProgressCallback
 from .wrapper import OutputStream, kill_argv, marker_tag, new_nonce, wrap_argv
 
 __all__ = ["DEADLINE_LABEL", "DockerSandbox", "docker_client"]
@@ -101,7 +101,7 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(ArgvSandbox):
     """A sandbox in a Docker container; the same contract as :class:`KubernetesSandbox`.
 
     ``config`` is a base :class:`SandboxConfig`; keyword ``overrides`` set any of its fields.
@@ -376,16 +376,6 @@ class DockerSandbox(Sandbox):
         return None if event is None else str(event.get("Action"))
 
     # --- commands -------------------------------------------------------------------------
-
-    def _execute(
-        self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
-        workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
-        on_stderr: OutputCallback | None,
-    ) -> CommandResult:
-        argv = command_argv(cmd, env=env, workdir=workdir)
-        data = stdin.encode() if isinstance(stdin, str) else stdin
-        return self.exec_argv(argv, stdin=data, timeout=timeout, on_stdout=on_stdout,
-                              on_stderr=on_stderr, command_text=cmd)
 
     def exec_argv(
         self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Self
 
 from ... import metrics
@@ -27,7 +27,7 @@ from ...errors import (
 )
 from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
 from ...models import CommandResult, SandboxStatus
-from ..base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
+from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from . import files as _files
 from .client import Connection, connect
 from .exec import ExecError, run_exec
@@ -52,7 +52,7 @@ __all__ = ["KubernetesSandbox"]
 TEARDOWN_WAIT_TIMEOUT = 120.0
 
 
-class KubernetesSandbox(Sandbox):
+class KubernetesSandbox(ArgvSandbox):
     """A sandbox on Kubernetes: ``KubernetesSandbox(image, namespace)`` as in the seed.
 
     ``config`` is a base :class:`SandboxConfig` (default: defaults < ``SANDBOXKIT_*``
@@ -279,16 +279,6 @@ class KubernetesSandbox(Sandbox):
         return feed_for(self.connection, self.namespace)
 
     # --- commands -------------------------------------------------------------------------
-
-    def _execute(
-        self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
-        workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
-        on_stderr: OutputCallback | None,
-    ) -> CommandResult:
-        argv = command_argv(cmd, env=env, workdir=workdir)
-        data = stdin.encode() if isinstance(stdin, str) else stdin
-        return self.exec_argv(argv, stdin=data, timeout=timeout, on_stdout=on_stdout,
-                              on_stderr=on_stderr, command_text=cmd)
 
     def exec_argv(
         self, argv: Sequence[str], *, stdin: bytes | IO[bytes] | None = None,
