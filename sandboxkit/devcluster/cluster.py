@@ -143,8 +143,8 @@ async def serve(
     issuer = TokenIssuer.load_or_create(directory)
     api = Api()
     api.admission.extend(admission.default_plugins())
-    controllers = all_controllers(api, root_ca_pem=pki.ca_cert.read_text(),
-                                  node_dir=directory / "node")
+    node_dir = directory / "node"  # the kubelet's: pods' files and claims' data
+    controllers = all_controllers(api, root_ca_pem=pki.ca_cert.read_text(), node_dir=node_dir)
     for controller in controllers:
         controller.start()
     _bootstrap(api)
@@ -156,7 +156,7 @@ async def serve(
     bound_port = listener.getsockname()[1]
     url = f"https://127.0.0.1:{bound_port}"
 
-    runtime = ContainerRuntime(directory / "node", isolation=isolation)
+    runtime = ContainerRuntime(node_dir, isolation=isolation)
     print(f"devcluster: {runtime.describe()}", flush=True)
     kubelet = Kubelet(api, runtime, ImageTable.load(), api_port=bound_port)
     kubelet.start()

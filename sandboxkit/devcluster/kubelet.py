@@ -674,7 +674,7 @@ class Kubelet:
                 source = source / mount["subPath"]
                 source.mkdir(parents=True, exist_ok=True)
             read_only = bool(mount.get("readOnly")) or bool(
-                (volume or {}).get("persistentVolumeClaim", {}).get("readOnly"))
+                volume.get("persistentVolumeClaim", {}).get("readOnly"))
             mounts.append(Mount(source, mount["mountPath"], read_only))
         return mounts
 

@@ -18,7 +18,7 @@ out; the per-version variants of a check (older sysctl lists) are not modelled.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,10 @@ LEVELS = ("privileged", "baseline", "restricted")
 LATEST_MINOR = 32  # the devcluster's Kubernetes version: "latest"
 NAMESPACES = require("", "v1", "namespaces")
 PODS = require("", "v1", "pods")
+# Workload kinds whose pod template sits at spec.template (the devcluster serves Job and
+# Deployment; CronJob's and PodTemplate's templates sit elsewhere and are not served).
+WORKLOAD_KINDS = ("Job", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
+                  "ReplicationController")
 _VERSION = re.compile(r"^v1\.([0-9]|[1-9][0-9]*)$")
 
 PodSpec = dict[str, Any]
@@ -140,6 +144,21 @@ def _windows(spec: PodSpec) -> bool:
     return (spec.get("os") or {}).get("name") == "windows"
 
 
+def _offenders(
+    items: Iterable[dict[str, Any]], found_in: Callable[[dict[str, Any]], list[str]]
+) -> tuple[list[str], set[str]]:
+    """The names of the containers (or volumes) in which ``found_in`` finds something, in
+    order, and everything it found."""
+    names: list[str] = []
+    found: set[str] = set()
+    for item in items:
+        values = found_in(item)
+        if values:
+            names.append(item["name"])
+            found.update(values)
+    return names, found
+
+
 def _setters(pod_bad: bool, containers: list[str]) -> list[str]:
     setters = ["pod"] if pod_bad else []
     if containers:
@@ -182,13 +201,9 @@ BASELINE_CAPABILITIES = frozenset({
 
 
 def _capabilities_baseline(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
-    bad, caps = [], set()
-    for c in _containers(spec):
-        added = [a for a in (_sc(c).get("capabilities") or {}).get("add") or []
-                 if a not in BASELINE_CAPABILITIES]
-        if added:
-            bad.append(c["name"])
-            caps.update(added)
+    bad, caps = _offenders(_containers(spec), lambda c: [
+        a for a in (_sc(c).get("capabilities") or {}).get("add") or []
+        if a not in BASELINE_CAPABILITIES])
     if not bad:
         return None
     return ("non-default capabilities", f"{_containers_phrase(bad)} must not include "
@@ -208,12 +223,8 @@ def _host_path_volumes(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
 
 
 def _host_ports(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
-    bad, ports = [], set()
-    for c in _containers(spec):
-        used = [str(p["hostPort"]) for p in c.get("ports") or [] if p.get("hostPort")]
-        if used:
-            bad.append(c["name"])
-            ports.update(used)
+    bad, ports = _offenders(_containers(spec), lambda c: [
+        str(p["hostPort"]) for p in c.get("ports") or [] if p.get("hostPort")])
     if not bad:
         return None
     return ("hostPort", f"{_containers_phrase(bad)} {_plural('uses', 'use', len(bad))} "
@@ -228,12 +239,8 @@ def _privileged(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
 
 
 def _proc_mount(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
-    bad, kinds = [], set()
-    for c in _containers(spec):
-        mount = _sc(c).get("procMount")
-        if mount is not None and mount != "Default":
-            bad.append(c["name"])
-            kinds.add(mount)
+    bad, kinds = _offenders(_containers(spec), lambda c: [
+        m for m in [_sc(c).get("procMount")] if m is not None and m != "Default"])
     if not bad:
         return None
     return ("procMount", f"{_containers_phrase(bad)} must not set securityContext.procMount to "
@@ -347,18 +354,11 @@ def _allow_privilege_escalation(meta: Meta, spec: PodSpec) -> tuple[str, str] | 
 def _capabilities_restricted(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
     if _windows(spec):
         return None
-    missing_drop, adding, caps = [], [], set()
-    for c in _containers(spec):
-        capabilities = _sc(c).get("capabilities")
-        if capabilities is None:
-            missing_drop.append(c["name"])
-            continue
-        if "ALL" not in (capabilities.get("drop") or []):
-            missing_drop.append(c["name"])
-        added = [a for a in capabilities.get("add") or [] if a != "NET_BIND_SERVICE"]
-        if added:
-            adding.append(c["name"])
-            caps.update(added)
+    missing_drop = [c["name"] for c in _containers(spec)
+                    if "ALL" not in ((_sc(c).get("capabilities") or {}).get("drop") or [])]
+    adding, caps = _offenders(_containers(spec), lambda c: [
+        a for a in (_sc(c).get("capabilities") or {}).get("add") or []
+        if a != "NET_BIND_SERVICE"])
     details = []
     if missing_drop:
         details.append(f'{_containers_phrase(missing_drop)} must set '
@@ -379,12 +379,9 @@ KNOWN_VOLUME_SOURCES = (
 
 
 def _restricted_volumes(meta: Meta, spec: PodSpec) -> tuple[str, str] | None:
-    bad, kinds = [], set()
-    for volume in spec.get("volumes") or []:
-        if any(key in volume for key in ALLOWED_VOLUME_SOURCES):
-            continue
-        bad.append(volume["name"])
-        kinds.add(next((k for k in KNOWN_VOLUME_SOURCES if k in volume), "unknown"))
+    bad, kinds = _offenders(spec.get("volumes") or [], lambda v: [] if any(
+        key in v for key in ALLOWED_VOLUME_SOURCES) else [
+        next((k for k in KNOWN_VOLUME_SOURCES if k in v), "unknown")])
     if not bad:
         return None
     return ("restricted volume types",
@@ -486,10 +483,7 @@ def forbidden_detail(results: list[tuple[str, str]]) -> str:
 # -- the admission plugin ------------------------------------------------------------------
 def _template(obj: dict[str, Any]) -> tuple[Meta, PodSpec] | None:
     """The pod metadata and spec a workload kind will create pods from."""
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-    template = spec.get("template")
+    template = (obj.get("spec") or {}).get("template")
     if template is None:
         return None
     return template.get("metadata") or {}, template.get("spec") or {}
@@ -524,11 +518,8 @@ def pod_security(
         if operation == "UPDATE" and old is not None and not _significant_update(obj, old):
             return
         subject: tuple[Meta, PodSpec] | None = (obj.get("metadata") or {}, obj.get("spec") or {})
-    elif rt.kind in ("Job", "CronJob", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
-                     "ReplicationController", "PodTemplate"):
-        subject = _template(obj) if rt.kind != "PodTemplate" else (
-            (obj.get("template") or {}).get("metadata") or {},
-            (obj.get("template") or {}).get("spec") or {})
+    elif rt.kind in WORKLOAD_KINDS:
+        subject = _template(obj)
     else:
         return
     if subject is None:

@@ -18,7 +18,14 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi, patch, resources, tables
-from .api import PROPAGATION_POLICIES, Api, User, collect_warnings, unsupported_propagation
+from .api import (
+    PROPAGATION_POLICIES,
+    Api,
+    User,
+    add_warning,
+    collect_warnings,
+    unsupported_propagation,
+)
 from .requestinfo import RequestInfo, parse_request
 from .resources import ResourceType
 
@@ -467,12 +474,11 @@ class Handler:
             raise unsupported_propagation(str(policy))
 
     @staticmethod
-    def _delete_warning(rt: ResourceType, options: dict[str, Any]) -> dict[str, str]:
+    def _warn_on_delete(rt: ResourceType, options: dict[str, Any]) -> None:
         """batch/v1 Jobs orphan their pods by default; the Job registry warns a client that
         left the policy unset (kubectl prints it as ``Warning: ...``)."""
         if rt.kind == "Job" and rt.group == "batch" and not options.get("propagationPolicy"):
-            return {"Warning": f'299 - "{JOB_DELETE_WARNING}"'}
-        return {}
+            add_warning(JOB_DELETE_WARNING)
 
     def _delete_one(
         self, rt: ResourceType, namespace: str | None, name: str, options: dict[str, Any]
@@ -500,9 +506,8 @@ class Handler:
     ) -> web.Response:
         options = await self._delete_options(request)
         code, body = self._delete_one(rt, namespace, name, options)
-        response = _json(body, code)
-        response.headers.update(self._delete_warning(rt, options))
-        return response
+        self._warn_on_delete(rt, options)
+        return _json(body, code)
 
     async def _delete_collection(
         self, request: web.Request, rt: ResourceType, namespace: str | None
@@ -520,10 +525,9 @@ class Handler:
                     raise
                 continue
             deleted.append(_list_item(body if body.get("kind") != "Status" else item))
-        response = _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                          "metadata": {"resourceVersion": rv}, "items": deleted})
-        response.headers.update(self._delete_warning(rt, options))
-        return response
+        self._warn_on_delete(rt, options)
+        return _json({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                      "metadata": {"resourceVersion": rv}, "items": deleted})
 
 
 def warning_header(text: str) -> str:

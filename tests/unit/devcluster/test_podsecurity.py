@@ -85,6 +85,8 @@ RESTRICTED_ROWS = [
     ("running as non-root", "securityContext.runAsNonRoot", False, "runAsNonRoot != true"),
     ("running as non-root user", "securityContext.runAsUser", 0, "runAsUser=0"),
     ("seccomp unset", "securityContext.seccompProfile", None, "seccompProfile"),
+    ("capabilities unset", "c.securityContext.capabilities", None,
+     "unrestricted capabilities"),
     ("capabilities not dropped", "c.securityContext.capabilities", {"drop": ["CHOWN"]},
      "unrestricted capabilities"),
     ("capabilities added", "c.securityContext.capabilities",
@@ -209,3 +211,9 @@ def test_namespace_labels_are_validated_on_change_only() -> None:
         api.update(NAMESPACES, namespace)
     assert caught.value.code == 422
     assert 'Invalid value: "1.30": must be "latest" or "v1.x"' in caught.value.message
+
+    # a namespace already carrying the invalid label (from before the plugin) may still change
+    stale = cluster({"pod-security.kubernetes.io/warn-version": "1.30"})
+    namespace = stale.get(NAMESPACES, None, "ns")
+    namespace["metadata"]["annotations"] = {"note": "kept"}
+    assert stale.update(NAMESPACES, namespace)["metadata"]["annotations"] == {"note": "kept"}

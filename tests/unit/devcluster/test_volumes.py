@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_controllers import events, make_api, settle
 
-from sandboxkit.devcluster import admission
 from sandboxkit.devcluster.api import Api
 from sandboxkit.devcluster.controllers import PersistentVolumeController, Scheduler
 from sandboxkit.devcluster.images import ImageTable
@@ -27,17 +27,6 @@ pytestmark = pytest.mark.unit
 
 PODS = require("", "v1", "pods")
 CLAIMS = require("", "v1", "persistentvolumeclaims")
-NAMESPACES = require("", "v1", "namespaces")
-SERVICE_ACCOUNTS = require("", "v1", "serviceaccounts")
-EVENTS = require("", "v1", "events")
-
-
-def make_api() -> Api:
-    api = Api()
-    api.admission.extend(admission.default_plugins())
-    api.create(NAMESPACES, {"metadata": {"name": "default"}})
-    api.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": "default"}})
-    return api
 
 
 def claim(name: str = "data") -> dict[str, Any]:
@@ -65,16 +54,6 @@ async def until(api: Api, name: str, check: Callable[[dict[str, Any]], bool],
     return obj
 
 
-def reasons(api: Api, name: str) -> list[tuple[str, str]]:
-    return [(e["reason"], e["message"]) for e in api.list(EVENTS)[0]
-            if e["involvedObject"]["name"] == name]
-
-
-async def settle() -> None:
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
 def test_claims_wait_for_a_consumer_and_bind_when_it_is_scheduled(tmp_path: Path) -> None:
     async def body() -> None:
         api = make_api()
@@ -82,21 +61,20 @@ def test_claims_wait_for_a_consumer_and_bind_when_it_is_scheduled(tmp_path: Path
         for controller in controllers:
             controller.start()
         api.create(PODS, pod_with_claim())
-        await settle()
+        await settle(*controllers)
         message = ('0/1 nodes are available: persistentvolumeclaim "data" not found. '
                    "preemption: 0/1 nodes are available: 1 Preemption is not helpful for "
                    "scheduling.")
-        assert ("FailedScheduling", message) in reasons(api, "p")
+        assert ("p", "Warning", "FailedScheduling", message) in events(api)
         assert "nodeName" not in api.get(PODS, "default", "p")["spec"]
 
         api.create(CLAIMS, claim("other"))  # nobody uses it: it stays Pending
         api.create(CLAIMS, claim())  # the pod's claim: the pod is retried and binds it
-        await settle()
+        await settle(*controllers)
         other = api.get(CLAIMS, "default", "other")
         assert other["status"]["phase"] == "Pending"
-        assert ("WaitForFirstConsumer",
-                "waiting for first consumer to be created before binding") in reasons(
-                    api, "other")
+        assert ("other", "Normal", "WaitForFirstConsumer",
+                "waiting for first consumer to be created before binding") in events(api)
         assert api.get(PODS, "default", "p")["spec"]["nodeName"] == "devcluster-node"
         bound = api.get(CLAIMS, "default", "data")
         assert bound["status"]["phase"] == "Bound"
@@ -107,7 +85,7 @@ def test_claims_wait_for_a_consumer_and_bind_when_it_is_scheduled(tmp_path: Path
         data = claim_dir(tmp_path, bound["spec"]["volumeName"])
         data.mkdir(parents=True)
         api.delete(CLAIMS, "default", "data")
-        await settle()
+        await settle(*controllers)
         assert not data.exists()
         for controller in controllers:
             await controller.stop()
