@@ -188,6 +188,17 @@ def test_failed_job_without_pod_carries_counts_and_conditions() -> None:
     assert status.pod_name == ""
 
 
+@pytest.mark.parametrize(("interim", "phase"), [
+    ("FailureTarget", "Failed"), ("SuccessCriteriaMet", "Complete")])
+def test_interim_job_condition_decides_the_phase(interim: str, phase: str) -> None:
+    job = copy.deepcopy(JOB)
+    job["status"] = {"active": 1, "conditions": [
+        {"type": interim, "status": "True", "reason": "DeadlineExceeded"}]}
+    assert sandbox_status("s", "ci", job, None, []).job_phase == phase
+    job["status"]["conditions"][0]["status"] = "False"
+    assert sandbox_status("s", "ci", job, None, []).job_phase == "Active"
+
+
 def test_job_without_pod_yet_shows_the_template() -> None:
     status = sandbox_status("s", "ci", JOB, None, [])
     container = JOB["spec"]["template"]["spec"]["containers"][0]

@@ -57,13 +57,16 @@ def newest_pod(pods: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _job_phase(job: dict[str, Any] | None) -> str:
+    """Since Kubernetes 1.31 a finishing Job first gets ``SuccessCriteriaMet`` or
+    ``FailureTarget`` and keeps it while its pods terminate, and only then ``Complete`` or
+    ``Failed``: the outcome is decided at the first, so that is when the phase changes."""
     if job is None:
         return "Missing"
     if job["metadata"].get("deletionTimestamp"):
         return "Deleting"
-    if _condition(job, "Complete"):
+    if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
         return "Complete"
-    if _condition(job, "Failed"):
+    if _condition(job, "Failed") or _condition(job, "FailureTarget"):
         return "Failed"
     return "Active"
 
