@@ -377,8 +377,8 @@ class NamespaceFeed:
             return [(sub, status) for name, status in statuses.items() for sub in targets
                     if not sub.closed and sub.name in (None, name)]
 
-    def _notify(self, names: set[str] | None) -> None:
-        if names is not None and not names:
+    def _notify(self, names: set[str]) -> None:
+        if not names:
             return
         with self._dispatching:
             self._deliver(self._snapshot(names))

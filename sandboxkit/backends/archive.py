@@ -10,13 +10,14 @@ user the owner.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import tarfile
 from pathlib import Path
 from typing import IO
 
-__all__ = ["extract", "pack", "remote_split"]
+__all__ = ["extract", "pack", "remote_split", "upload_source"]
 
 
 def remote_split(remote_path: str, source_name: str) -> tuple[str, str]:
@@ -30,6 +31,18 @@ def remote_split(remote_path: str, source_name: str) -> tuple[str, str]:
     if name.startswith("-"):
         name = "./" + name
     return parent, name or "."
+
+
+def upload_source(local_path: str | os.PathLike[str],
+                  remote_path: str) -> tuple[Path, str, str]:
+    """``(source, parent, name)`` of an upload: the local file or tree (FileNotFoundError if
+    there is none; a dangling symlink is copied as a link) and :func:`remote_split` of the
+    destination, a ``/``-ended one taking the source's own name."""
+    source = Path(local_path)
+    if not source.exists() and not source.is_symlink():
+        raise FileNotFoundError(errno.ENOENT, "no such local file or directory", str(local_path))
+    parent, name = remote_split(remote_path, source.resolve().name or source.name)
+    return source, parent, name
 
 
 def pack(source: Path, name: str, archive: IO[bytes], owner: tuple[int, int] = (0, 0)) -> None:

@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any, Self
 
 import docker
@@ -63,7 +62,7 @@ from ..manifests import (
     owner_description,
 )
 from ..models import CommandResult, SandboxStatus
-from .archive import extract, pack, remote_split
+from .archive import extract, pack, remote_split, upload_source
 from .base import ArgvSandbox, OutputCallback, ProgressCallback
 from .wrapper import OutputStream, kill_argv, marker_tag, new_nonce, wrap_argv
 
@@ -488,11 +487,8 @@ class DockerSandbox(ArgvSandbox):
     # --- files ----------------------------------------------------------------------------
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
-        source = Path(local_path)
-        if not source.exists() and not source.is_symlink():
-            raise FileNotFoundError(2, "no such local file or directory", str(local_path))
+        source, parent, name = upload_source(local_path, remote_path)
         container = self._running_container()
-        parent, name = remote_split(remote_path, source.resolve().name or source.name)
         # The files must belong to the container's user, as `tar -x -o` makes them in the
         # Kubernetes backend. Numeric ids go into the archive; a user name needs the daemon
         # to read the image's /etc/passwd (copyUIDGID, which the SDK's put_archive lacks).

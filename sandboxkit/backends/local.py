@@ -38,7 +38,7 @@ from ..config import SANDBOX_APP_LABEL, SandboxConfig
 from ..errors import CommandTimeout, SandboxError, SandboxGone
 from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
-from .archive import extract, pack, remote_split
+from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
 from .wrapper import OutputStream
 
@@ -222,11 +222,7 @@ class LocalSandbox(Sandbox):
         return posixpath.join(base, remote_path).rstrip("/") + trailing or "/"
 
     def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
-        source = Path(local_path)
-        if not source.exists() and not source.is_symlink():
-            raise FileNotFoundError(2, "no such local file or directory", str(local_path))
-        parent, name = remote_split(self._resolve(remote_path),
-                                    source.resolve().name or source.name)
+        source, parent, name = upload_source(local_path, self._resolve(remote_path))
         _copy(source, name, posixpath.join(parent, name))
 
     def download(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:

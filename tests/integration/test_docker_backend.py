@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import pytest
 from docker_support import IMAGE
+from sandbox_support import SMALL
 
 from sandboxkit import create_sandbox
 from sandboxkit.backends.docker import DockerSandbox
@@ -25,7 +26,6 @@ from sandboxkit.manifests import ID_LABEL
 pytestmark = pytest.mark.docker
 
 MakeSandbox = Callable[..., DockerSandbox]
-SMALL = {"cpu_request": "10m", "memory_request": "16Mi"}
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from kubernetes import client
+from sandbox_support import IMAGE, SERVICE_ACCOUNT
 
 from sandboxkit.errors import CommandFailed, CommandTimeout, ImagePullError
 from sandboxkit.models import CommandResult
 
-SERVICE_ACCOUNT = "ci-fixer-sandbox"
-IMAGE = "busybox"
 OTHER_IMAGE = "busybox:1.36"
 SANDBOX_SELECTOR = "app=ci-fixer-sandbox"
 

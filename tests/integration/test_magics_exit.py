@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from sandbox_support import SERVICE_ACCOUNT
 
-SERVICE_ACCOUNT = "ci-fixer-sandbox"
 SCRIPT = """\
 ip = get_ipython()
 ip.run_line_magic("load_ext", "sandboxkit")

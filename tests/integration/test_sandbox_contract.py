@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_support import IMAGE as DOCKER_IMAGE
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from sandbox_support import IMAGE, SERVICE_ACCOUNT, SMALL, STARTUP_TIMEOUT
 from workload_support import token_kubeconfig
 
 from sandboxkit import CommandResult, KubernetesSandbox, create_sandbox
@@ -47,15 +49,9 @@ BACKENDS = [
     pytest.param("docker", marks=pytest.mark.docker),
     "local",
 ]
-IMAGE = "busybox"
-DOCKER_IMAGE = "sandboxkit-test/busybox:1"  # built by tests/docker_support.py
-SERVICE_ACCOUNT = "ci-fixer-sandbox"
-# Generous for a real cluster pulling busybox; the devcluster is Running in milliseconds.
-STARTUP_TIMEOUT = 120.0
-
-# Small requests: torn-down pods hold theirs through the grace period, and the seed's
+# IMAGE, SERVICE_ACCOUNT, STARTUP_TIMEOUT and SMALL come from sandbox_support: small
+# requests because torn-down pods hold theirs through the grace period, and the seed's
 # 250m / 512Mi would let a dozen overlapping tests fill a node (devcluster or kind).
-SMALL = {"cpu_request": "10m", "memory_request": "16Mi"}
 SEED_REQUESTS = {"cpu_request": "250m", "memory_request": "512Mi"}
 
 MakeSandbox = Callable[..., Sandbox]

@@ -21,12 +21,11 @@ import errno
 import os
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from ...errors import CommandFailed
 from ...models import CommandResult
 from ..archive import extract as _extract
-from ..archive import pack
+from ..archive import pack, upload_source
 from ..archive import remote_split as _remote_split
 
 __all__ = ["MISSING_EXIT", "Runner", "download", "upload"]
@@ -51,10 +50,7 @@ runs argv in the sandbox (the sandbox's exec with its timeout) and returns the r
 
 def upload(run: Runner, local_path: str | os.PathLike[str], remote_path: str) -> None:
     """Copy a local file or directory tree to ``remote_path`` in the sandbox."""
-    source = Path(local_path)
-    if not source.exists() and not source.is_symlink():
-        raise FileNotFoundError(errno.ENOENT, "no such local file or directory", str(local_path))
-    parent, name = _remote_split(remote_path, source.resolve().name or source.name)
+    source, parent, name = upload_source(local_path, remote_path)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY) as archive:
         pack(source, name, archive)
         archive.seek(0)

@@ -33,10 +33,12 @@ from .client import Connection, connect
 from .exec import ExecError, run_exec
 from .lifecycle import (
     JobRef,
+    container_status,
     create_job,
     delete_job,
     pod_events,
     request_json,
+    spec_image,
     wait_gone,
     wait_running,
 )
@@ -211,9 +213,7 @@ class KubernetesSandbox(ArgvSandbox):
                 name=name, namespace=ns)
         if job.get("metadata", {}).get("deletionTimestamp"):
             raise SandboxGone(f"sandbox {name} is being deleted", reason="Deleting")
-        containers = job["spec"]["template"]["spec"].get("containers") or [{}]
-        image = next((c for c in containers if c.get("name") == CONTAINER_NAME),
-                     containers[0]).get("image")
+        image = spec_image(job["spec"]["template"])
         if image:
             sandbox.config = dataclasses.replace(sandbox.config, image=image, namespace=ns)
         sandbox._job = JobRef.from_job(job)
@@ -246,17 +246,7 @@ class KubernetesSandbox(ArgvSandbox):
     def status(self) -> SandboxStatus:
         """The Job, its newest pod and their latest events; ``job_phase`` "Missing" once gone."""
         conn, namespace = self.connection, self.namespace
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            job: dict[str, Any] | None = request_json(
-                conn.batch().read_namespaced_job, self._name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            job = None
-        if job is not None and self._job is not None and job["metadata"]["uid"] != self._job.uid:
-            job = None  # a newer Job reusing the name is not this sandbox
+        job = self._own_job()
         ref = JobRef.from_job(job) if job else self._job
         pods: list[dict[str, Any]] = []
         if ref is not None:
@@ -270,6 +260,22 @@ class KubernetesSandbox(ArgvSandbox):
         with contextlib.suppress(PermissionDenied):
             events = pod_events(conn, namespace, uids) if ref else []
         return sandbox_status(self._name, namespace, job, pod, events)
+
+    def _own_job(self) -> dict[str, Any] | None:
+        """This sandbox's Job as the API has it now; None once deleted (404) or replaced:
+        a newer Job reusing the name is not this sandbox."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            job = request_json(self.connection.batch().read_namespaced_job, self._name,
+                               self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+        if self._job is not None and job["metadata"]["uid"] != self._job.uid:
+            return None
+        return job
 
     def status_feed(self) -> NamespaceFeed:
         """The live feed of this sandbox's namespace, shared with every other view of it:
@@ -336,17 +342,13 @@ class KubernetesSandbox(ArgvSandbox):
         except Exception:  # cannot tell; the original error stands
             return None
         status = (pod or {}).get("status", {})
-        statuses = status.get("containerStatuses") or [{}]
-        state = statuses[0].get("state") or {}
+        state = container_status(pod or {}).get("state") or {}
         deleting = bool((pod or {}).get("metadata", {}).get("deletionTimestamp"))
         if pod is not None and not deleting and "running" in state:
             return None
         try:
-            job: dict[str, Any] | None = request_json(conn.batch().read_namespaced_job,
-                                                      self._name, namespace)
+            job = self._own_job()
         except Exception:
-            job = None
-        if job is not None and self._job is not None and job["metadata"]["uid"] != self._job.uid:
             job = None
         failed = next((c for c in (job or {}).get("status", {}).get("conditions") or []
                        if c.get("type") in ("Failed", "FailureTarget")
