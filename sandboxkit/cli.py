@@ -31,13 +31,9 @@ ClusterHandler = Callable[[argparse.Namespace, "Connection"], int]
 
 
 def _devcluster_start(args: argparse.Namespace) -> int:
-    from .devcluster.process import DevClusterError, start
+    from .devcluster.process import start
 
-    try:
-        info, started = start(args.dir, args.port)
-    except DevClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    info, started = start(args.dir, args.port)
     verb = "started" if started else "already running"
     print(f"# devcluster {verb} at {info.url} (pid {info.pid})", file=sys.stderr)
     print(f"export KUBECONFIG={info.kubeconfig_path}")
@@ -79,11 +75,7 @@ def _devcluster_run(args: argparse.Namespace) -> int:
         print(f"error: a devcluster already runs in {info.directory} at {info.url} "
               f"(pid {info.pid}); stop it first", file=sys.stderr)
         return 1
-    try:
-        return run(args.dir, args.port)
-    except OSError as exc:  # e.g. the port is taken: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run(args.dir, args.port)  # an OSError (the port is taken) is main's error line
 
 
 # --- commands that talk to a cluster -------------------------------------------------------
@@ -206,10 +198,13 @@ def _on_cluster(handler: ClusterHandler) -> Callable[[argparse.Namespace], int]:
 
 
 def _error_line(exc: BaseException) -> tuple[str, int] | None:
-    """The one-line message and exit status for a failure a user can act on; None for an
-    unexpected one (a bug, whose traceback is worth seeing)."""
+    """The message (one line, but a devcluster's log tail) and exit status for a failure a
+    user can act on; None for an unexpected one (a bug, whose traceback is worth seeing)."""
+    from .devcluster.process import DevClusterError
     from .errors import ConfigError, SandboxError
 
+    if isinstance(exc, DevClusterError):  # it failed to start: the log tail says why
+        return str(exc), 1
     text = " ".join(str(exc).split())
     if isinstance(exc, ConfigError):
         return text, 2
@@ -301,26 +296,16 @@ def _add_cluster_commands(commands: Any) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run
-    from .devcluster import DevClusterError
 
-    try:
-        run(**{key: value for key, value in vars(args).items() if key in ("namespace", "image")})
-    except DevClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    run(**{key: value for key, value in vars(args).items() if key in ("namespace", "image")})
     return 0
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from .devcluster import DevClusterError
     from .lab import run_lab
 
-    try:
-        return run_lab(args.directory, port=args.port, no_browser=args.no_browser,
-                       allow_root=args.allow_root)
-    except DevClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_lab(args.directory, port=args.port, no_browser=args.no_browser,
+                   allow_root=args.allow_root)
 
 
 def _add_local_commands(commands: Any) -> None:

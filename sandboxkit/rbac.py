@@ -296,13 +296,17 @@ def _review(conn: Connection, check: _Check, subject: dict[str, Any] | None) -> 
     return request_json(api.create_subject_access_review, body).get("status") or {}
 
 
+def _decision(status: dict[str, Any]) -> tuple[bool, str]:
+    """A review status as (allowed, the authorizer's reason or "")."""
+    allowed = bool(status.get("allowed")) and not status.get("denied")
+    return allowed, str(status.get("reason") or status.get("evaluationError") or "")
+
+
 def can_i(conn: Connection, api_group: str, resource: str, verb: str,
           namespace: str) -> tuple[bool, str]:
     """Whether the caller may ``verb`` ``resource`` (``pods/exec`` names a subresource) in
     ``namespace``, and the authorizer's reason: ``kubectl auth can-i`` for one question."""
-    status = _review(conn, _Check(api_group, resource, verb, namespace, True), None)
-    allowed = bool(status.get("allowed")) and not status.get("denied")
-    return allowed, str(status.get("reason") or status.get("evaluationError") or "")
+    return _decision(_review(conn, _Check(api_group, resource, verb, namespace, True), None))
 
 
 def _review_denied(exc: PermissionDenied, subject: dict[str, Any] | None) -> PermissionDenied:
@@ -391,9 +395,9 @@ def verify(namespace: str | None = None, service_account: str | None = None, *,
                 status = _review(conn, check, subject)
             except PermissionDenied as exc:
                 raise _review_denied(exc, subject) from exc
-            allowed = bool(status.get("allowed")) and not status.get("denied")
-            reason = (status.get("reason") or status.get("evaluationError")
-                      or ("" if allowed else "no role bound to this identity grants it"))
+            allowed, reason = _decision(status)
+            if not (reason or allowed):
+                reason = "no role bound to this identity grants it"
             rows.append({"api_group": check.api_group, "resource": check.resource,
                          "verb": check.verb, "namespace": check.namespace,
                          "expected": check.expected, "allowed": allowed,

@@ -1,8 +1,8 @@
 """Sandboxes in the states ``ls`` and ``gc`` must tell apart, made for real on the cluster.
 
-Running sandboxes come from :class:`KubernetesSandbox`; sandboxes whose owner or deadline is
-the point are Jobs built by :func:`sandboxkit.manifests.job_manifest` (the same manifest
-``init()`` sends) with the owner annotation and deadline a test needs.
+Running sandboxes come from the ``make_sandbox`` fixture (sandbox_support); sandboxes whose
+owner or deadline is the point are Jobs built by :func:`sandboxkit.manifests.job_manifest`
+(the same manifest ``init()`` sends) with the owner annotation and deadline a test needs.
 """
 
 from __future__ import annotations
@@ -10,39 +10,21 @@ from __future__ import annotations
 import getpass
 import socket
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from workload_support import TIMEOUT, job_condition, wait_job_finished
+from sandbox_support import IMAGE, SMALL
+from workload_support import job_condition, wait_job_finished
 
-from sandboxkit import KubernetesSandbox, SandboxConfig
+from sandboxkit import SandboxConfig
 from sandboxkit.manifests import job_manifest, new_sandbox_name
-
-SERVICE_ACCOUNT = "ci-fixer-sandbox"
-# Small requests, as in the contract tests: many sandboxes overlap on one node.
-SMALL = {"cpu_request": "10m", "memory_request": "16Mi"}
-
-
-def add_sandbox_account(api_client: Any, namespace: str) -> str:
-    """Create the ServiceAccount sandboxes run as (k8s/rbac/k8s.yaml) in ``namespace``."""
-    client.CoreV1Api(api_client).create_namespaced_service_account(
-        namespace, {"metadata": {"name": SERVICE_ACCOUNT}})
-    return namespace
-
-
-def start_sandbox(kubeconfig: Path, namespace: str, **overrides: Any) -> KubernetesSandbox:
-    """A Running busybox sandbox; the caller tears it down."""
-    sandbox = KubernetesSandbox(image="busybox", namespace=namespace,
-                                kubeconfig=str(kubeconfig), startup_timeout=TIMEOUT,
-                                **{**SMALL, **overrides})
-    return sandbox.init()
 
 
 def create_sandbox_job(api_client: Any, namespace: str, owner: str, **overrides: Any) -> str:
-    """Create a sandbox Job owned by ``owner`` (the annotation text) and return its name."""
+    """Create a sandbox Job owned by ``owner`` (the annotation text) and return its name;
+    its pod needs the sandbox ServiceAccount (the ``make_sandbox`` fixture creates it)."""
     name = new_sandbox_name()
-    config = SandboxConfig.resolve(image="busybox", namespace=namespace, name=name,
+    config = SandboxConfig.resolve(image=IMAGE, namespace=namespace, name=name,
                                    **{**SMALL, **overrides})
     client.BatchV1Api(api_client).create_namespaced_job(
         namespace, job_manifest(config, name, owner))

@@ -14,16 +14,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
-from inventory_support import (
-    SERVICE_ACCOUNT,
-    add_sandbox_account,
-    deadline_exceeded_sandbox,
-    job_state,
-    owner,
-    start_sandbox,
-)
+from inventory_support import deadline_exceeded_sandbox, job_state, owner
 from kubernetes import client
+from sandbox_support import SERVICE_ACCOUNT, MakeSandbox
+from workload_support import token_kubeconfig
 
 from sandboxkit import KubernetesSandbox
 from sandboxkit.cli import main
@@ -46,30 +40,15 @@ def table(text: str) -> list[list[str]]:
 
 
 @pytest.fixture
-def sandbox(kubeconfig: Path, namespace: str, api_client: Any) -> Any:
-    add_sandbox_account(api_client, namespace)
-    made = start_sandbox(kubeconfig, namespace)
-    yield made
-    made.teardown()
+def sandbox(make_sandbox: MakeSandbox) -> KubernetesSandbox:
+    return make_sandbox().init()
 
 
 @pytest.fixture
-def forbidden_kubeconfig(kubectl: Kubectl, api_client: Any, namespace: str,
-                         tmp_path: Path) -> Path:
+def forbidden_kubeconfig(api_client: Any, namespace: str, tmp_path: Path) -> Path:
     """A kubeconfig for the test cluster authenticating as the sandbox's ServiceAccount,
     which may do nothing with the API (least privilege: the sandbox has no RBAC at all)."""
-    add_sandbox_account(api_client, namespace)
-    view = kubectl("config", "view", "--raw", "--minify", "--flatten")
-    assert view.returncode == 0, view.stderr
-    config = yaml.safe_load(view.stdout)
-    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
-        SERVICE_ACCOUNT, namespace, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
-    config["users"] = [{"name": "sandbox", "user": {"token": token.status.token}}]
-    config["contexts"][0]["context"]["user"] = "sandbox"
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return token_kubeconfig(api_client, namespace, SERVICE_ACCOUNT, tmp_path / "kubeconfig")
 
 
 # --- ls -----------------------------------------------------------------------------------
@@ -127,9 +106,9 @@ def test_a_forbidden_list_is_one_error_line_naming_the_permission(
 # --- gc -----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("make_sandbox")  # the ServiceAccount the Job's pod runs as
 def test_gc_dry_run_then_for_real(capsys: pytest.CaptureFixture[str], kubeconfig: Path,
                                   namespace: str, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
     expired = deadline_exceeded_sandbox(api_client, namespace, owner(os.getpid()))
     flags = ["-n", namespace, "--kubeconfig", str(kubeconfig)]
 
@@ -215,26 +194,21 @@ def test_doctor_fails_until_the_rbac_is_installed(capsys: pytest.CaptureFixture[
 
 def test_diagnose_a_sandbox_whose_image_cannot_be_pulled(
         capsys: pytest.CaptureFixture[str], kubeconfig: Path, namespace: str,
-        api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
-    broken = KubernetesSandbox(image="registry.invalid/nope:1", namespace=namespace,
-                               kubeconfig=str(kubeconfig), keep_on_failure=True,
-                               startup_timeout=120)
-    try:
-        with pytest.raises(ImagePullError) as caught:
-            broken.init()
-        status, out, _ = run(capsys, "diagnose", broken.name, "-n", namespace,
-                             "--kubeconfig", str(kubeconfig))
-        assert status == 1
-        errors = [line for line in out.splitlines() if line.startswith("[ERROR]")]
-        assert any(broken.config.image in line for line in errors), out
-        assert caught.value.image == broken.config.image
-    finally:
-        broken.teardown()
+        make_sandbox: MakeSandbox) -> None:
+    broken = make_sandbox(image="registry.invalid/nope:1", keep_on_failure=True)
+    with pytest.raises(ImagePullError) as caught:
+        broken.init()
+    status, out, _ = run(capsys, "diagnose", broken.name, "-n", namespace,
+                         "--kubeconfig", str(kubeconfig))
+    assert status == 1
+    errors = [line for line in out.splitlines() if line.startswith("[ERROR]")]
+    assert any(broken.config.image in line for line in errors), out
+    assert caught.value.image == broken.config.image
 
 
 def test_diagnose_an_unknown_sandbox_fails(capsys: pytest.CaptureFixture[str],
                                           kubeconfig: Path, namespace: str) -> None:
-    status, _, _ = run(capsys, "diagnose", "no-such-sandbox", "-n", namespace,
-                       "--kubeconfig", str(kubeconfig))
+    status, out, _ = run(capsys, "diagnose", "no-such-sandbox", "-n", namespace,
+                         "--kubeconfig", str(kubeconfig))
     assert status == 1
+    assert "[ERROR] sandbox no-such-sandbox does not exist" in out, out

@@ -69,7 +69,7 @@ def _check_started(handle: ClusterHandle, directory: Path) -> None:
 _STARTER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from sandboxkit.cluster import ClusterHandle, ensure_cluster
+    from sandboxkit.cluster import ensure_cluster
     from sandboxkit.devcluster.process import running
 
     handle = ensure_cluster(directory=sys.argv[1])

@@ -7,12 +7,13 @@ TokenRequest tokens (workload_support.token_kubeconfig), as an agent's would.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from sandbox_support import MakeSandbox
 from workload_support import token_kubeconfig, wait_job_finished, watch_until
 
 from sandboxkit import KubernetesSandbox, diagnose, preflight, rbac
@@ -34,27 +35,16 @@ SMALL = {"cpu_request": "10m", "memory_request": "16Mi", "startup_timeout": 120.
 
 
 @pytest.fixture
-def ns(namespace: str, api_client: Any) -> str:
-    """The test namespace with the sandbox ServiceAccount (as k8s/rbac/k8s.yaml makes)."""
-    client.CoreV1Api(api_client).create_namespaced_service_account(
-        namespace, {"metadata": {"name": rbac.SANDBOX_SERVICE_ACCOUNT}})
+def ns(namespace: str, make_sandbox: MakeSandbox) -> str:
+    """The test namespace with the sandbox ServiceAccount (as k8s/rbac/k8s.yaml makes):
+    the ``make_sandbox`` fixture creates it."""
     return namespace
 
 
 @pytest.fixture
-def make(kubeconfig: Path, ns: str) -> Iterator[Any]:
-    made: list[KubernetesSandbox] = []
-
-    def build(**overrides: Any) -> KubernetesSandbox:
-        settings = {"image": IMAGE, "namespace": ns, "kubeconfig": str(kubeconfig),
-                    "keep_on_failure": True, **SMALL, **overrides}
-        sandbox = KubernetesSandbox(**settings)
-        made.append(sandbox)
-        return sandbox
-
-    yield build
-    for sandbox in made:
-        sandbox.teardown()
+def make(make_sandbox: MakeSandbox) -> MakeSandbox:
+    """Unstarted sandboxes in ``ns`` that stay after a failed start, for diagnose() to read."""
+    return partial(make_sandbox, keep_on_failure=True)
 
 
 def _errors(diagnosis: Diagnosis) -> list[Finding]:

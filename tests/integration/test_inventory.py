@@ -10,16 +10,15 @@ from typing import Any
 import pandas as pd
 import pytest
 from inventory_support import (
-    add_sandbox_account,
     create_sandbox_job,
     deadline_exceeded_sandbox,
     delete_sandbox_job,
     exited_pid,
     job_state,
     owner,
-    start_sandbox,
 )
 from kubernetes import client
+from sandbox_support import MakeSandbox
 
 from sandboxkit.backends.kubernetes.client import Connection, connect
 from sandboxkit.inventory import COLUMNS, GC_COLUMNS, gc, list_sandboxes
@@ -41,46 +40,40 @@ def test_an_empty_namespace_lists_an_empty_frame_with_the_columns(
 
 
 def test_each_sandbox_is_one_row_with_its_pod_node_owner_and_resources(
-        conn: Connection, namespace: str, kubeconfig: Path, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
+        conn: Connection, namespace: str, make_sandbox: MakeSandbox, api_client: Any) -> None:
     # A Job without the sandbox label is not a sandbox and must not be listed.
     client.BatchV1Api(api_client).create_namespaced_job(namespace, {
         "metadata": {"name": "not-a-sandbox"},
         "spec": {"suspend": True, "template": {"spec": {
             "restartPolicy": "Never",
             "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}}})
-    sandboxes = [start_sandbox(kubeconfig, namespace, cpu_limit="500m", memory_limit="64Mi"),
-                 start_sandbox(kubeconfig, namespace)]
-    try:
-        frame = list_sandboxes(namespace, connection=conn)
-        assert sorted(frame["name"]) == sorted(s.name for s in sandboxes)
-        core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
-        for sandbox in sandboxes:
-            row = frame.set_index("name").loc[sandbox.name]
-            job = batch.read_namespaced_job(sandbox.name, namespace)
-            pod = core.read_namespaced_pod(sandbox.pod_name, namespace)
-            assert (row["namespace"], row["phase"], row["status"]) == (namespace, "Active",
-                                                                       "Running")
-            assert row["pod"] == sandbox.pod_name
-            assert row["node"] == pod.spec.node_name
-            assert row["image"] == pod.status.container_statuses[0].image
-            assert row["owner"] == job.metadata.annotations[OWNER_ANNOTATION]
-            assert row["created"] == pd.Timestamp(job.metadata.creation_timestamp)
-            resources = sandbox.config.resources
-            assert row["cpu"] == f"{resources.cpu_request}/{resources.cpu_limit}"
-            assert row["memory"] == f"{resources.memory_request}/{resources.memory_limit}"
-        everywhere = list_sandboxes(all_namespaces=True, connection=conn)
-        ours = everywhere[everywhere["namespace"] == namespace]
-        assert sorted(ours["name"]) == sorted(frame["name"])
-    finally:
-        for sandbox in sandboxes:
-            sandbox.teardown()
+    sandboxes = [make_sandbox(cpu_limit="500m", memory_limit="64Mi").init(),
+                 make_sandbox().init()]
+    frame = list_sandboxes(namespace, connection=conn)
+    assert sorted(frame["name"]) == sorted(s.name for s in sandboxes)
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    for sandbox in sandboxes:
+        row = frame.set_index("name").loc[sandbox.name]
+        job = batch.read_namespaced_job(sandbox.name, namespace)
+        pod = core.read_namespaced_pod(sandbox.pod_name, namespace)
+        assert (row["namespace"], row["phase"], row["status"]) == (namespace, "Active",
+                                                                   "Running")
+        assert row["pod"] == sandbox.pod_name
+        assert row["node"] == pod.spec.node_name
+        assert row["image"] == pod.status.container_statuses[0].image
+        assert row["owner"] == job.metadata.annotations[OWNER_ANNOTATION]
+        assert row["created"] == pd.Timestamp(job.metadata.creation_timestamp)
+        resources = sandbox.config.resources
+        assert row["cpu"] == f"{resources.cpu_request}/{resources.cpu_limit}"
+        assert row["memory"] == f"{resources.memory_request}/{resources.memory_limit}"
+    everywhere = list_sandboxes(all_namespaces=True, connection=conn)
+    ours = everywhere[everywhere["namespace"] == namespace]
+    assert sorted(ours["name"]) == sorted(frame["name"])
 
 
 def test_a_sandbox_being_deleted_is_listed_as_deleting(
-        conn: Connection, namespace: str, kubeconfig: Path, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
-    sandbox = start_sandbox(kubeconfig, namespace)
+        conn: Connection, namespace: str, make_sandbox: MakeSandbox, api_client: Any) -> None:
+    sandbox = make_sandbox().init()
     batch = client.BatchV1Api(api_client)
     # A finalizer of the test's holds the Job in deletion for as long as the test looks.
     hold = "sandboxkit.io/test-hold"
@@ -98,15 +91,14 @@ def test_a_sandbox_being_deleted_is_listed_as_deleting(
 
 
 def test_gc_collects_finished_and_orphaned_sandboxes_and_spares_the_rest(
-        conn: Connection, namespace: str, kubeconfig: Path, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
+        conn: Connection, namespace: str, make_sandbox: MakeSandbox, api_client: Any) -> None:
     mine = owner(os.getpid())
     expired = deadline_exceeded_sandbox(api_client, namespace, mine)
     orphan = create_sandbox_job(api_client, namespace, owner(exited_pid()))
     # A pid on another host says nothing about this one's processes: never collected.
     elsewhere = create_sandbox_job(api_client, namespace,
                                    owner(exited_pid(), host="another-host.example"))
-    running = start_sandbox(kubeconfig, namespace)
+    running = make_sandbox().init()
     try:
         planned = gc(namespace, dry_run=True, connection=conn)
         assert tuple(planned.columns) == GC_COLUMNS
@@ -128,5 +120,4 @@ def test_gc_collects_finished_and_orphaned_sandboxes_and_spares_the_rest(
         # Nothing left to collect: what gc deleted is Deleting or gone, the rest is alive.
         assert gc(namespace, connection=conn).empty
     finally:
-        running.teardown()
         delete_sandbox_job(api_client, namespace, elsewhere)

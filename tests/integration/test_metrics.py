@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inventory_support import add_sandbox_account, start_sandbox
+from sandbox_support import MakeSandbox
 
 from sandboxkit import KubernetesSandbox
 from sandboxkit.errors import CommandTimeout, ImagePullError
@@ -34,11 +34,9 @@ def changes(before: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
 
 
-def test_a_sandbox_life_is_counted_once_each(
-        kubeconfig: Path, namespace: str, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
+def test_a_sandbox_life_is_counted_once_each(make_sandbox: MakeSandbox) -> None:
     before = snapshot()
-    sandbox = start_sandbox(kubeconfig, namespace)
+    sandbox = make_sandbox().init()
     try:
         started = changes(before)
         startup = started.pop("sandboxkit_startup_seconds_sum")
@@ -59,26 +57,19 @@ def test_a_sandbox_life_is_counted_once_each(
 
 
 def test_attach_counts_an_active_sandbox_but_no_creation(
-        kubeconfig: Path, namespace: str, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
-    original = start_sandbox(kubeconfig, namespace)
-    try:
-        before = snapshot()
-        attached = KubernetesSandbox.attach(original.name, namespace,
-                                            kubeconfig=str(kubeconfig))
-        assert changes(before) == {"sandboxkit_sandboxes_active": 1}
-        attached.teardown()
-        assert changes(before) == {}
-    finally:
-        original.teardown()
+        kubeconfig: Path, namespace: str, make_sandbox: MakeSandbox) -> None:
+    original = make_sandbox().init()
+    before = snapshot()
+    attached = KubernetesSandbox.attach(original.name, namespace, kubeconfig=str(kubeconfig))
+    assert changes(before) == {"sandboxkit_sandboxes_active": 1}
+    attached.teardown()
+    assert changes(before) == {}
 
 
 def test_a_failed_start_is_counted_under_its_reason_and_never_active(
-        kubeconfig: Path, namespace: str, api_client: Any) -> None:
-    add_sandbox_account(api_client, namespace)
+        make_sandbox: MakeSandbox) -> None:
     before = snapshot()
-    sandbox = KubernetesSandbox(image="registry.invalid/nope:1", namespace=namespace,
-                                kubeconfig=str(kubeconfig), startup_timeout=120)
+    sandbox = make_sandbox(image="registry.invalid/nope:1")
     with pytest.raises(ImagePullError) as caught:
         sandbox.init()
     sandbox.teardown()
