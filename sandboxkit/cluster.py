@@ -87,4 +87,5 @@ def ensure_cluster(*, directory: str | os.PathLike[str] | None = None) -> Cluste
     os.environ["KUBECONFIG"] = str(devcluster.kubeconfig_path)
     verb = "started here" if devcluster.started else "already running"
     return ClusterHandle(devcluster.kubeconfig_path, devcluster.started,
-                         f"devcluster at {devcluster.url} ({verb})", devcluster, previous)
+                         f"devcluster at {devcluster.url} ({verb}); {devcluster.info.isolation}",
+                         devcluster, previous)

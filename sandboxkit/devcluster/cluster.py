@@ -156,7 +156,7 @@ async def serve(
     bound_port = listener.getsockname()[1]
     url = f"https://127.0.0.1:{bound_port}"
 
-    runtime = ContainerRuntime(node_dir, isolation=isolation)
+    runtime = ContainerRuntime(node_dir, isolation=isolation, hidden=_private_paths(directory))
     print(f"devcluster: {runtime.describe()}", flush=True)
     kubelet = Kubelet(api, runtime, ImageTable.load(), api_port=bound_port)
     kubelet.start()
@@ -171,7 +171,7 @@ async def serve(
 
     write_kubeconfig(directory / "kubeconfig", url, pki.ca_cert.read_bytes(),
                      pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
-    write_state(directory, url)
+    write_state(directory, url, runtime.describe())
     print(f"devcluster: serving {url}; export KUBECONFIG={directory / 'kubeconfig'}", flush=True)
     if ready_fd is not None:
         os.write(ready_fd, f"ready {url}\n".encode())
@@ -202,6 +202,13 @@ async def serve(
             await controller.stop()
         await runtime.shutdown()
         (directory / STATE_FILE).unlink(missing_ok=True)
+
+
+def _private_paths(directory: Path) -> list[Path]:
+    """What pods must never see: this server's directory (keys, tokens, kubeconfig, logs)
+    and the kubeconfigs of whoever started it."""
+    kubeconfigs = os.environ.get("KUBECONFIG", "").split(os.pathsep)
+    return [directory, Path.home() / ".kube", *(Path(p) for p in kubeconfigs if p)]
 
 
 def _open_pidfd(pid: int | None) -> int | None:

@@ -63,6 +63,7 @@ class ClusterInfo:
     directory: Path
     pid: int
     url: str
+    isolation: str = ""  # how its pods are confined, in words (ContainerRuntime.describe)
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -87,10 +88,10 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])  # field 22
 
 
-def write_state(directory: Path, url: str) -> None:
+def write_state(directory: Path, url: str, isolation: str = "") -> None:
     """Called by the server once it answers, so a state file always names a live server."""
     pid = os.getpid()
-    state = {"pid": pid, "url": url, "start_time": _start_time(pid)}
+    state = {"pid": pid, "url": url, "start_time": _start_time(pid), "isolation": isolation}
     tmp = directory / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(directory / STATE_FILE)
@@ -118,7 +119,7 @@ def running(directory: Path = DEFAULT_DIR) -> ClusterInfo | None:
         return None
     if pid <= 0 or not _is_devcluster(pid, state.get("start_time")):
         return None
-    return ClusterInfo(directory, pid, url)
+    return ClusterInfo(directory, pid, url, str(state.get("isolation", "")))
 
 
 @contextlib.contextmanager
@@ -183,7 +184,9 @@ def _spawn(directory: Path, port: int, timeout: float, watch_pid: int | None) ->
     finally:
         os.close(read_fd)
     if line.startswith("ready "):
-        return ClusterInfo(directory, child.pid, line.split(" ", 1)[1].strip())
+        # the state file, written before the ready line, also says how pods are isolated
+        state = running(directory)
+        return state or ClusterInfo(directory, child.pid, line.split(" ", 1)[1].strip())
     status = child.poll()
     if status is None and time.monotonic() < deadline:
         # The pipe closed without "ready": the child is exiting. Its files close before
@@ -238,7 +241,7 @@ def stop(directory: Path = DEFAULT_DIR, timeout: float = 30.0) -> bool:
     """Stop the server in ``directory`` and its pods; False if none was running.
 
     SIGTERM lets the server kill its pods and remove its state; SIGKILL follows after
-    ``timeout`` (pods die with it: bubblewrap and unshare tie them to their parent).
+    ``timeout`` (pods die with it: bubblewrap ties them to their parent).
     """
     info = running(directory)
     if info is None:

@@ -1,31 +1,47 @@
-"""The devcluster's container runtime: pod containers as (namespaced) local processes.
+"""The devcluster's container runtime: pod containers as confined local processes.
 
-Where Linux namespaces are available, each container runs in its own mount, PID and UTS
-namespaces: the host's filesystem read-only, a private writable ``/tmp``, ``/var/tmp``,
-home (``/root``) and working directory backed by a per-container directory under
-``root_dir``, fresh ``/proc`` and ``/dev``, and the pod's name as hostname. The command is
-PID 1 of its namespace, as under containerd/runc (no init process): it only receives
-SIGTERM if it handles it, ``kill -9 -1`` inside reaches nothing outside the container,
-and when it exits the kernel kills everything left in the namespace. bubblewrap is used
-when it works; as root, ``unshare`` plus a few mounts does the same; otherwise containers
-are plain processes in their own session (``isolation == "none"``), and say so.
+With bubblewrap (the ``bwrap`` mode, chosen by ``auto`` when it works) every container is an
+unprivileged process, whoever runs the devcluster:
+
+- its own user namespace, where the pod's uid (``runAsUser``, default 0) and gid map to one
+  unprivileged host id: :data:`POD_HOST_ID` when the devcluster runs as root, else the
+  invoking user. Host files keep their owners, so root-only files stay closed to "root" in
+  a pod, and no host process can be signalled or traced;
+- no capabilities in any set (``--cap-drop ALL``), ``no_new_privs``, and the seccomp filter
+  of :mod:`.seccomp` (no file handles, mounts, new user namespaces, keyrings, bpf, ptrace);
+- its own mount, PID, IPC, UTS and cgroup namespaces. The filesystem is an empty read-only
+  root holding only an allow-list of host directories (:data:`HOST_VIEW`: ``/usr``, ``/bin``,
+  ``/lib*``, ``/etc``), read-only, with every ``/etc`` entry that is not world-readable and
+  the devcluster's own directory masked; a private writable ``/tmp``, ``/var/tmp``, home
+  (``/root``) and working directory backed by a per-container directory under
+  ``root_dir``; fresh ``/proc`` and ``/dev``; the pod's name as hostname. Homes, ``/root``,
+  ``/var``, ``/run`` (with its sockets), ``/opt`` and the rest of the host are simply absent.
+
+The command is PID 1 of its namespace, as under containerd/runc (no init process): it only
+receives SIGTERM if it handles it, ``kill -9 -1`` inside reaches nothing outside, and when
+it exits the kernel kills everything left in the namespace.
+
+What a pod still shares with the host is the network: it can connect to every port on
+this machine, the devcluster's API included (with no credentials, it is an anonymous
+client there, and RBAC refuses it). That, and whatever kernel bug the filter does not
+close, is why the devcluster is not a security boundary for hostile code on a shared host.
+
+Without bubblewrap, user namespaces or libseccomp, containers are plain processes in
+their own session (``none``), with all of the devcluster's privileges, and
+:meth:`ContainerRuntime.describe` says so in words; ``bwrap`` makes that a start-up error.
 
 Volumes are bind mounts of host directories (``readOnly`` as a read-only bind) laid over
-that view. Under bubblewrap a container with ``runAsUser`` runs in a user namespace that
-maps that uid (and ``runAsGroup``) to the devcluster's own user, so ``id -u`` says 1000 while
-files it writes on the host belong to whoever runs the devcluster; with ``unshare`` or no
-isolation the user is recorded but the process keeps the devcluster's.
+that view, passed to bubblewrap as open file descriptors so that the unprivileged side
+never needs a path into the devcluster's directory.
 
-Execs join the container's namespaces with ``nsenter`` (no shell in between, so starting
-one costs a fork/exec or two) and get the container's environment and working directory.
+Execs join the container's namespaces with ``nsenter`` under the same filter (loaded by
+:mod:`.nsexec` first) and, for uid 0, with every capability dropped by ``setpriv``; they
+get the container's environment and working directory.
 
 Container output is written the way containerd's CRI plugin writes it, one record per
 line: ``<RFC3339Nano> stdout|stderr F|P <text>``, ``P`` marking a line split because it
 exceeded 16 KiB or cut short at end of stream. Each start of a container gets a new file,
 so the previous run's log stays readable (``kubectl logs --previous``).
-
-None of this is a security boundary: it keeps pods from trampling each other and the
-devcluster by accident, nothing more.
 """
 
 from __future__ import annotations
@@ -40,10 +56,14 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .seccomp import SeccompUnavailable, write_filter
 
 __all__ = [
     "ISOLATION_MODES",
@@ -55,54 +75,35 @@ __all__ = [
     "rfc3339nano",
 ]
 
-ISOLATION_MODES = ("auto", "bwrap", "unshare", "none")
+ISOLATION_MODES = ("auto", "bwrap", "none")
 MAX_LOG_LINE = 16 * 1024  # containerd's default max_container_log_line_size
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOME = "/root"
 DEFAULT_WORKDIR = "/workspace"
+# The host uid and gid pods run as when the devcluster runs as root: unprivileged, owner of
+# nothing on the host, and outside the ranges useradd, subuid and systemd hand out.
+POD_HOST_ID = 1_879_048_000
+# Top-level host entries a pod sees (read-only); everything else is absent from its root.
+HOST_VIEW = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc")
+# Where the secrets a pod must not read live: entries here that are not world-readable
+# are masked even for a devcluster run by their owner.
+_SCANNED_FOR_SECRETS = "/etc"
 
-# Shell run (as PID 1 of fresh namespaces) by the unshare backend to lay out the mounts
-# bubblewrap would: it execs the container command, so no shell stays around.
-_UNSHARE_SETUP = r"""
-set -e
-root=$1 tmp=$2 vartmp=$3 home=$4 work=$5 cwd=$6 host=$7 volumes=$8
-shift 8
-mount --make-rprivate /
-mount -t tmpfs tmpfs "$root"
-for e in /*; do
-  n=${e#/}
-  case "$n" in proc|dev|tmp|root|sys) continue ;; esac
-  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$root/$n"
-  elif [ -d "$e" ]; then mkdir "$root/$n"; mount --rbind "$e" "$root/$n"
-    mount -o remount,bind,ro "$root/$n"
-  fi
-done
-mkdir -p "$root/proc" "$root/dev" "$root/tmp" "$root/root" "$root/sys"
-mount --rbind /sys "$root/sys"
-mount --rbind /dev "$root/dev"
-mount -t proc proc "$root/proc"
-mount --bind "$tmp" "$root/tmp"
-mount --bind "$vartmp" "$root/var/tmp"
-mount --bind "$home" "$root/root"
-if [ -n "$work" ]; then
-  mkdir -p "$root$cwd" 2>/dev/null || true
-  mount --bind "$work" "$root$cwd"
-fi
-while [ "$volumes" -gt 0 ]; do
-  mkdir -p "$root$2" 2>/dev/null || true
-  mount --bind "$1" "$root$2"
-  if [ "$3" = ro ]; then mount -o remount,bind,ro "$root$2"; fi
-  shift 3
-  volumes=$((volumes - 1))
-done
-mount -o remount,ro "$root"
-hostname "$host"
-cd "$root"
-exec chroot "$root" sh -c 'cd "$0" && exec "$@"' "$cwd" "$@"
-"""
-
+# /dev as bubblewrap's --dev lays it out, minus devpts: --dev needs uid 0 in the sandbox,
+# so for any other uid bubblewrap nests a second user namespace, which an exec run by a
+# non-root devcluster could not join together with the pod's mount namespace.
+_DEV = [
+    "--tmpfs", "/dev",
+    *(arg for d in ("null", "zero", "full", "random", "urandom", "tty")
+      for arg in ("--dev-bind", f"/dev/{d}", f"/dev/{d}")),
+    *(arg for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                               ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+      for arg in ("--symlink", target, f"/dev/{name}")),
+    "--perms", "1777", "--dir", "/dev/shm",
+]
 
 _BWRAP = os.path.realpath(shutil.which("bwrap") or "/usr/bin/bwrap")
+_NSEXEC = str(Path(__file__).with_name("nsexec.py"))
 
 
 class ContainerStartError(Exception):
@@ -136,22 +137,32 @@ class _Layout:
     tmp: Path
     var_tmp: Path
     home: Path
-    work: Path | None  # host dir bound at ``cwd``, None when cwd is the host's own dir
+    work: Path | None  # host dir bound at ``cwd``, None when cwd is a host dir it sees
     cwd: str
     namespaced: bool = True
     volumes: tuple[Mount, ...] = ()
+    masked: frozenset[str] = frozenset()
 
-    def host_path(self, path: str) -> Path:
-        """The host file a container path refers to (for PATH lookups before exec)."""
-        if not self.namespaced:
-            return Path(path)
+    def mounts(self) -> list[tuple[str, Path]]:
+        """(container path, host directory) of every private directory and volume."""
         mounts = [("/tmp", self.tmp), ("/var/tmp", self.var_tmp), (HOME, self.home)]
         if self.work is not None:
             mounts.append((self.cwd, self.work))
-        mounts += [(v.target, v.source) for v in self.volumes]
-        for target, source in sorted(mounts, key=lambda m: -len(m[0])):
+        return mounts + [(v.target, v.source) for v in self.volumes]
+
+    def host_path(self, path: str) -> Path | None:
+        """The host file a container path refers to, None where the container sees nothing
+        (for PATH lookups before exec, with runc's wording when they fail)."""
+        if not self.namespaced:
+            return Path(path)
+        for target, source in sorted(self.mounts(), key=lambda m: -len(m[0])):
             if path == target or path.startswith(target.rstrip("/") + "/"):
                 return source / os.path.relpath(path, target)
+        parts = Path(path).parts
+        if len(parts) < 2 or parts[1] not in HOST_VIEW:
+            return None
+        if any(str(Path(*parts[:i])) in self.masked for i in range(2, len(parts) + 1)):
+            return None
         return Path(path)
 
 
@@ -189,9 +200,6 @@ class Container:
         if self.isolation == "none":
             # a namespace would take the stragglers down with PID 1; a session must be told
             _kill_group(self._process.pid, signal.SIGKILL)
-        if self.isolation == "unshare" and self._killed and returncode == 1:
-            # unshare cannot re-raise SIGKILL on itself and exits 1 instead
-            returncode = -signal.SIGKILL
         self._exit_code = 128 - returncode if returncode < 0 else returncode
         self._done.set()
 
@@ -248,12 +256,12 @@ def _lookup(argv0: str, env: Mapping[str, str], layout: _Layout) -> str | None:
 
     def runnable(path: str) -> bool:
         host = layout.host_path(path)
-        return host.is_file() and os.access(host, os.X_OK)
+        return host is not None and host.is_file() and os.access(host, os.X_OK)
 
     if "/" in argv0:
         path = argv0 if argv0.startswith("/") else os.path.join(layout.cwd, argv0)
         host = layout.host_path(os.path.normpath(path))
-        if not host.exists():
+        if host is None or not host.exists():
             return f'exec: "{argv0}": stat {argv0}: no such file or directory'
         if host.is_dir() or not os.access(host, os.X_OK):
             return f'exec: "{argv0}": permission denied'
@@ -264,107 +272,170 @@ def _lookup(argv0: str, env: Mapping[str, str], layout: _Layout) -> str | None:
     return f'exec: "{argv0}": executable file not found in $PATH'
 
 
-def _bwrap_works() -> bool:
-    try:
-        probe = subprocess.run(
-            ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-             "--unshare-pid", "--die-with-parent", "--", "true"],
-            capture_output=True, timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+def _searchable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents) if p.exists())
 
 
-def _unshare_works() -> tuple[bool, str]:
-    if os.geteuid() != 0:
-        return False, "not running as root"
-    try:
-        probe = subprocess.run(
-            ["unshare", "--mount", "--pid", "--uts", "--fork", "--", "true"],
-            capture_output=True, timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
-    return probe.returncode == 0, probe.stderr.decode(errors="replace").strip()
+def _make_reachable(root_dir: Path) -> Path | None:
+    """Make ``root_dir`` a path the pods' unprivileged host id can traverse (bubblewrap
+    resolves bind sources by path, with that id's permissions).
+
+    Where an ancestor is closed to others (``/root``, pytest's ``/tmp/pytest-of-root``),
+    ``root_dir`` becomes a symlink to a fresh directory in the system's temporary directory,
+    mode 0711, returned so :meth:`ContainerRuntime.shutdown` can remove it; else None.
+    """
+    parent = root_dir.parent.resolve()
+    if _searchable_by_others(parent):
+        return None
+    staging = Path(tempfile.mkdtemp(prefix="sandboxkit-node-"))
+    staging.chmod(0o711)
+    parent.mkdir(parents=True, exist_ok=True)
+    if root_dir.is_symlink() or root_dir.is_file():
+        root_dir.unlink()
+    elif root_dir.is_dir():
+        shutil.rmtree(root_dir)  # a previous run's pods and claims: its API state is gone
+    root_dir.symlink_to(staging, target_is_directory=True)
+    return staging
+
+
+def _secrets_under(top: str) -> frozenset[str]:
+    """Entries below ``top`` that are not world-readable (``/etc/shadow``, ``/etc/ssl/private``,
+    host keys, sudoers): masked in pods, since a pod may run as their owner's uid."""
+    masked: set[str] = set()
+    for directory, subdirs, files in os.walk(top, onerror=lambda _: None):
+        for name in list(subdirs):
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if stat.S_ISDIR(mode) and (mode & 0o005) != 0o005:
+                    masked.add(path)
+                    subdirs.remove(name)
+        for name in files:
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if stat.S_ISREG(mode) and not mode & 0o004:
+                    masked.add(path)
+    return frozenset(masked)
 
 
 class ContainerRuntime:
     """Starts, stops and execs into pod containers; one per devcluster."""
 
-    def __init__(self, root_dir: Path, isolation: str = "auto") -> None:
+    def __init__(self, root_dir: Path, isolation: str = "auto", *,
+                 hidden: Sequence[Path] = ()) -> None:
+        """``hidden``: host paths no pod may see even if they lie in :data:`HOST_VIEW` (the
+        devcluster's own directory, a kubeconfig)."""
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}")
         self.root_dir = Path(root_dir)
+        # as root, pods run as an unprivileged host id; otherwise as the invoking user
+        self.host_id = (POD_HOST_ID, POD_HOST_ID) if os.geteuid() == 0 else None
+        self._staging = _make_reachable(self.root_dir) if self.host_id is not None else None
         self.root_dir.mkdir(parents=True, exist_ok=True)
+        self._filter = self.root_dir / "seccomp.bpf"
+        self._masked = frozenset(str(Path(p).resolve()) for p in hidden)
         self._why = ""
+        self.isolation = "bwrap"  # the probe in _choose lays out a container as it would run
         self.isolation = self._choose(isolation)
+        if self.isolation == "none":
+            self.host_id = None
         self._containers: dict[tuple[str, str], Container] = {}
         self._runs: dict[tuple[str, str], int] = {}
         self._execs: set[asyncio.subprocess.Process] = set()
 
     def _choose(self, wanted: str) -> str:
         if wanted == "none":
-            self._why = "isolation disabled by configuration"
+            self._why = "isolation disabled by SANDBOXKIT_DEVCLUSTER_ISOLATION=none"
             return "none"
-        missing = []
-        if wanted in ("auto", "bwrap"):
-            if shutil.which("bwrap") and shutil.which("nsenter") and _bwrap_works():
-                return "bwrap"
-            missing.append("bubblewrap cannot create PID namespaces here")
-            if wanted == "bwrap":
-                raise RuntimeError("isolation 'bwrap' requested but " + missing[0])
-        if shutil.which("unshare") and shutil.which("nsenter"):
-            ok, why = _unshare_works()
-            if ok:
-                return "unshare"
-            missing.append(f"unshare failed ({why or 'unknown error'})")
-        else:
-            missing.append("unshare/nsenter not installed")
-        if wanted == "unshare":
-            raise RuntimeError("isolation 'unshare' requested but " + missing[-1])
-        self._why = "; ".join(missing)
+        problem = self._confinement_problem()
+        if problem is None:
+            return "bwrap"
+        if wanted == "bwrap":
+            raise RuntimeError(f"pod isolation is required but unavailable: {problem}")
+        self._why = problem
         return "none"
 
+    def _confinement_problem(self) -> str | None:
+        """Why pods cannot be confined here, or None once a confined ``true`` has run."""
+        missing = [tool for tool in ("bwrap", "nsenter", "setpriv") if not shutil.which(tool)]
+        if missing:
+            return (f"{', '.join(missing)} not found (Debian: apt-get install bubblewrap "
+                    "util-linux)")
+        try:
+            write_filter(self._filter)
+        except SeccompUnavailable as exc:
+            return str(exc)
+        self._masked |= _secrets_under(_SCANNED_FOR_SECRETS)
+        probe = self._layout("probe", "probe", 0, "/")
+        try:
+            argv, fds = self._bwrap_argv(probe, "probe", (0, 0))
+            try:
+                result = subprocess.run([*argv, "--", "true"], pass_fds=fds,
+                                        capture_output=True, timeout=10)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"bubblewrap could not run: {exc}"
+        finally:
+            shutil.rmtree(self.root_dir / "probe", ignore_errors=True)
+        if result.returncode != 0:
+            why = result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"
+            return f"bubblewrap cannot create an unprivileged user namespace here ({why})"
+        return None
+
     def describe(self) -> str:
-        """One line for the start-up banner: how pods are isolated, and why not if not."""
+        """The start-up banner: how pods are confined, what they still share, or a warning."""
         if self.isolation == "bwrap":
-            return ("pods run in their own mount/PID namespaces (bubblewrap): read-only host "
-                    "filesystem, private /tmp, home and working directory")
-        if self.isolation == "unshare":
-            return ("pods run in their own mount/PID namespaces (unshare): read-only host "
-                    "filesystem, private /tmp, home and working directory")
-        return (f"pods run as plain host processes ({self._why}): they share the host's "
-                "filesystem and can see and signal each other")
+            who = (f"host uid {self.host_id[0]}" if self.host_id is not None
+                   else f"your uid ({os.geteuid()})")
+            return (f"pods run unprivileged (bubblewrap: user namespace as {who}, no "
+                    "capabilities, seccomp filter, own mount/PID/IPC/UTS namespaces; host "
+                    "/usr, /bin, /lib*, /etc read-only with secrets masked, private /tmp, home "
+                    "and working directory). They share this machine's network: every port "
+                    "on it, the devcluster API included (anonymously), is reachable from a pod")
+        return (f"WARNING: pods are NOT isolated ({self._why}): they run as plain host "
+                "processes with this server's privileges and can read, change and signal "
+                "anything it can; do not run untrusted code. Set "
+                "SANDBOXKIT_DEVCLUSTER_ISOLATION=bwrap to refuse to start without isolation")
 
     # -- containers --------------------------------------------------------------------
+
+    def _private_dir(self, path: Path, mode: int = 0o755) -> Path:
+        """A directory the pod writes to: owned by the pod's host id."""
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
+        if self.host_id is not None:
+            os.chown(path, *self.host_id)
+        return path
 
     def _layout(self, pod_uid: str, name: str, run: int, workdir: str | None,
                 volumes: tuple[Mount, ...] = ()) -> _Layout:
         run_dir = self.root_dir / pod_uid / "containers" / name / str(run)
-        tmp, var_tmp, home = run_dir / "tmp", run_dir / "var-tmp", run_dir / "home"
-        for d in (tmp, var_tmp, home):
-            d.mkdir(parents=True, exist_ok=True)
-        tmp.chmod(0o1777)
-        var_tmp.chmod(0o1777)
+        tmp = self._private_dir(run_dir / "tmp", 0o1777)
+        var_tmp = self._private_dir(run_dir / "var-tmp", 0o1777)
+        home = self._private_dir(run_dir / "home", 0o700)
         cwd = os.path.normpath(workdir or DEFAULT_WORKDIR)
-        base = _Layout(run_dir, tmp, var_tmp, home, None, cwd, volumes=volumes)
-        private = base.host_path(cwd)
+        base = _Layout(run_dir, tmp, var_tmp, home, None, cwd, volumes=volumes,
+                       masked=self._masked)
+        for volume in volumes:
+            if volume.source.is_dir() and not volume.read_only:
+                self._private_dir(volume.source, volume.source.stat().st_mode & 0o7777)
+        seen = base.host_path(cwd)
         if self.isolation == "none":
             base.volumes = ()  # no mount namespace to lay them out in
             # plain processes see the host's paths: a missing working dir becomes a private one
             base.namespaced = False
             if not Path(cwd).is_dir():
-                base.work = run_dir / "work"
-                base.work.mkdir(exist_ok=True)
+                base.work = self._private_dir(run_dir / "work")
                 base.cwd = str(base.work)
-        elif private != Path(cwd):
-            private.mkdir(parents=True, exist_ok=True)
-        elif cwd != "/" and not (Path(cwd).is_dir() and any(Path(cwd).iterdir())):
-            # a missing or empty directory becomes writable; a populated one keeps the
-            # host's (read-only) content, as an image's WORKDIR would
-            base.work = run_dir / "work"
-            base.work.mkdir(exist_ok=True)
+        elif seen is not None and seen != Path(cwd):
+            self._private_dir(seen)  # inside /tmp, home or a volume
+        elif cwd != "/" and not (seen is not None and seen.is_dir() and any(seen.iterdir())):
+            # a missing or empty directory becomes writable; a populated host one keeps its
+            # (read-only) content, as an image's WORKDIR would
+            base.work = self._private_dir(run_dir / "work")
         return base
 
     async def start_container(
@@ -381,7 +452,8 @@ class ContainerRuntime:
     ) -> Container:
         """Start ``argv``; raises ContainerStartError (runc's message) if it cannot run.
 
-        ``user`` is ``(uid, gid)``, honoured under bubblewrap only (see the module docstring).
+        ``user`` is ``(uid, gid)`` inside the container, default ``(0, 0)``, honoured under
+        bubblewrap only (see the module docstring).
         """
         key = (pod_uid, container_name)
         previous = self._containers.get(key)
@@ -392,8 +464,7 @@ class ContainerRuntime:
         if previous is not None:
             shutil.rmtree(previous.layout.run_dir, ignore_errors=True)
         layout = self._layout(pod_uid, container_name, run, workdir, tuple(volumes))
-        if self.isolation != "bwrap":
-            user = None
+        user = (user or (0, 0)) if self.isolation == "bwrap" else None
         full_env = {"PATH": DEFAULT_PATH, "HOME": HOME, **env}
         if self.isolation == "none":
             full_env.update(TMPDIR=str(layout.tmp), HOME=str(layout.home))
@@ -433,73 +504,84 @@ class ContainerRuntime:
             start_new_session=True,
             limit=MAX_LOG_LINE,
         )
-        if self.isolation == "bwrap":
-            info_r, info_w = os.pipe()
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *self._bwrap_argv(layout, hostname, info_w, user), "--", *argv,
-                    pass_fds=(info_w,), **common,
-                )
-            finally:
-                os.close(info_w)
-            with os.fdopen(info_r, "rb") as info:
-                data = await asyncio.to_thread(info.read)
-            try:
-                pid = int(json.loads(data)["child-pid"])
-            except (ValueError, KeyError) as exc:
-                await process.wait()
-                raise ContainerStartError("bwrap failed to start the container") from exc
-            await _until_set_up(pid, lambda: os.readlink(f"/proc/{pid}/exe") != _BWRAP)
-            return process, pid
-        if self.isolation == "unshare":
-            script_root = layout.run_dir / "root"
-            script_root.mkdir(exist_ok=True)
+        if self.isolation == "none":
             process = await asyncio.create_subprocess_exec(
-                "setpriv", "--pdeathsig", "KILL", "--",
-                "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
-                "--", "sh", "-c", _UNSHARE_SETUP, "setup", str(script_root),
-                str(layout.tmp), str(layout.var_tmp), str(layout.home),
-                str(layout.work or ""), layout.cwd, hostname, str(len(layout.volumes)),
-                *(arg for v in layout.volumes
-                  for arg in (str(v.source), v.target, "ro" if v.read_only else "rw")),
-                *argv,
-                **common,
+                "setpriv", "--pdeathsig", "KILL", "--", *argv, cwd=layout.cwd, **common,
             )
-            pid = await _child_of(process.pid)
-            host_root = os.stat("/").st_dev
-            await _until_set_up(pid, lambda: os.stat(f"/proc/{pid}/root").st_dev != host_root)
-            return process, pid
-        process = await asyncio.create_subprocess_exec(
-            "setpriv", "--pdeathsig", "KILL", "--", *argv, cwd=layout.cwd, **common,
-        )
-        return process, process.pid
+            return process, process.pid
+        assert user is not None
+        info_r, info_w = os.pipe()
+        bwrap, fds = self._bwrap_argv(layout, hostname, user)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *bwrap, "--info-fd", str(info_w), "--", *argv,
+                pass_fds=(info_w, *fds), **common,
+            )
+        finally:
+            for fd in (info_w, *fds):
+                os.close(fd)
+        with os.fdopen(info_r, "rb") as info:
+            data = await asyncio.to_thread(info.read)
+        try:
+            pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError) as exc:
+            await process.wait()
+            raise ContainerStartError("bwrap failed to start the container") from exc
+        await _until_set_up(pid, lambda: os.readlink(f"/proc/{pid}/exe") != _BWRAP)
+        return process, pid
 
-    def _bwrap_argv(self, layout: _Layout, hostname: str, info_fd: int,
-                    user: tuple[int, int] | None = None) -> list[str]:
-        argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1",
-                "--unshare-uts", "--unshare-ipc", "--hostname", hostname, "--tmpfs", "/"]
-        if user is not None:
-            argv += ["--unshare-user", "--uid", str(user[0]), "--gid", str(user[1])]
-        for entry in sorted(os.listdir("/")):
-            if entry in ("proc", "dev", "tmp", "root"):
-                continue
+    def _bwrap_argv(self, layout: _Layout, hostname: str,
+                    user: tuple[int, int]) -> tuple[list[str], list[int]]:
+        """bubblewrap's command line for a container, and the descriptors it names (open:
+        the caller passes them to bwrap and closes them)."""
+        fds: list[int] = []
+
+        def fd_of(path: Path, flags: int = os.O_PATH) -> str:
+            fds.append(os.open(path, flags | os.O_CLOEXEC))
+            return str(fds[-1])
+
+        argv = []
+        if self.host_id is not None:
+            uid, gid = self.host_id
+            argv += ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        argv += ["bwrap", "--die-with-parent", "--new-session",
+                 "--unshare-user", "--uid", str(user[0]), "--gid", str(user[1]),
+                 "--unshare-pid", "--as-pid-1", "--unshare-uts", "--unshare-ipc",
+                 "--unshare-cgroup", "--hostname", hostname, "--cap-drop", "ALL",
+                 "--tmpfs", "/"]
+        for entry in HOST_VIEW:
             path = "/" + entry
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                argv += ["--symlink", os.readlink(path), path]
-            elif stat.S_ISDIR(mode):
-                argv += ["--ro-bind", path, path]
-        argv += ["--dev", "/dev", "--proc", "/proc",
-                 "--bind", str(layout.tmp), "/tmp",
-                 "--bind", str(layout.home), HOME]
-        if Path("/var/tmp").is_dir():
-            argv += ["--bind", str(layout.var_tmp), "/var/tmp"]
-        if layout.work is not None:
-            argv += ["--bind", str(layout.work), layout.cwd]
-        for volume in layout.volumes:
-            argv += ["--ro-bind" if volume.read_only else "--bind", str(volume.source),
-                     volume.target]
-        argv += ["--remount-ro", "/", "--chdir", layout.cwd, "--info-fd", str(info_fd)]
+            with contextlib.suppress(FileNotFoundError):
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode):
+                    argv += ["--symlink", os.readlink(path), path]
+                elif stat.S_ISDIR(mode):
+                    argv += ["--ro-bind", path, path]
+        argv += self._masks()
+        argv += [*_DEV, "--proc", "/proc", "--dir", "/var"]
+        for target, source in layout.mounts():
+            read_only = any(v.read_only and v.target == target for v in layout.volumes)
+            argv += ["--ro-bind-fd" if read_only else "--bind-fd", fd_of(source), target]
+        argv += ["--remount-ro", "/", "--chdir", layout.cwd, "--seccomp",
+                 fd_of(self._filter, os.O_RDONLY)]
+        return argv, fds
+
+    def _masks(self) -> list[str]:
+        """bubblewrap options covering each masked path the pod's view would show: an
+        empty read-only directory over a directory, ``/dev/null`` over anything else."""
+        argv: list[str] = []
+        covered: list[str] = []
+        for path in sorted(self._masked):
+            parts = Path(path).parts
+            if len(parts) < 2 or parts[1] not in HOST_VIEW or not os.path.lexists(path):
+                continue
+            if any(path.startswith(done + "/") for done in covered):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                argv += ["--tmpfs", path, "--remount-ro", path]
+                covered.append(path)
+            else:
+                argv += ["--ro-bind", "/dev/null", path]
         return argv
 
     def container(self, pod_uid: str, container_name: str) -> Container | None:
@@ -539,10 +621,16 @@ class ContainerRuntime:
             prefix: list[str] = []
             kwargs: dict[str, object] = {"cwd": container.layout.cwd}
         else:
-            prefix = ["nsenter", "-t", str(container.pid), "-m", "-p", "-u", "-i", "-r", "-w"]
-            if container.user is not None:
-                uid, gid = container.user
-                prefix[3:3] = ["-U", "-S", str(uid), "-G", str(gid)]
+            assert container.user is not None
+            uid, gid = container.user
+            # the filter first (on the host), then the pod's namespaces as its uid
+            prefix = [sys.executable, "-I", "-S", _NSEXEC, str(self._filter),
+                      "nsenter", "-t", str(container.pid), "-U", "-m", "-p", "-u", "-i", "-C",
+                      "-r", "-w", "-S", str(uid), "-G", str(gid), "--"]
+            if uid == 0:
+                # joining a user namespace grants every capability in it; uid 0 keeps them
+                prefix += ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+                           "--ambient-caps=-all", "--"]
             kwargs = {}
         if tty:
             prefix += ["setsid", "-c"]
@@ -606,6 +694,10 @@ class ContainerRuntime:
             if container.isolation == "none":
                 _kill_group(container._process.pid, signal.SIGKILL)
         await asyncio.gather(*(c.wait() for c in running), return_exceptions=True)
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.root_dir.unlink()
 
 
 class _PtyProtocol(asyncio.StreamReaderProtocol):
@@ -627,16 +719,3 @@ async def _until_set_up(pid: int, ready: Callable[[], bool], timeout: float = 5.
         except OSError:
             return  # already gone: wait() reports how it ended
         await asyncio.sleep(0.001)
-
-
-async def _child_of(pid: int, timeout: float = 2.0) -> int:
-    """The host pid of the namespace's PID 1, which ``unshare --fork`` spawns."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            first = children.read_text().split()
-            if first:
-                return int(first[0])
-        await asyncio.sleep(0.005)
-    raise ContainerStartError("unshare failed to start the container")

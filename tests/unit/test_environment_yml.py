@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # PyPI name -> conda-forge name, where they differ (after PEP 503 normalisation).
 CONDA_NAMES = {
     "docker": "docker-py",  # conda-forge's "docker" is the Docker CLI, not the SDK
+    "pyseccomp": "seccomp",  # libseccomp's own bindings, whose API pyseccomp copies
 }
 # What the issue asks environment.yml to carry beyond pyproject's dependencies.
 REQUIRED = {"python", "kubernetes", "ipywidgets", "jupyterlab", "pandas", "nbmake", "kind",
