@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,11 +201,11 @@ def _error_line(exc: BaseException) -> tuple[str, int] | None:
     """The message (one line, but a devcluster's log tail) and exit status for a failure a
     user can act on; None for an unexpected one (a bug, whose traceback is worth seeing)."""
     from .devcluster.process import DevClusterError
-    from .errors import ConfigError, SandboxError
+    from .errors import ConfigError, SandboxError, one_line
 
     if isinstance(exc, DevClusterError):  # it failed to start: the log tail says why
         return str(exc), 1
-    text = " ".join(str(exc).split())
+    text = one_line(str(exc))
     if isinstance(exc, ConfigError):
         return text, 2
     if isinstance(exc, SandboxError):
@@ -334,10 +334,20 @@ def _add_local_commands(commands: Any) -> None:
 # --- the parser -----------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), its ``error:`` line kept one line: argparse
+    quotes unrecognized arguments as typed, so one holding a newline would split it."""
+
+    def error(self, message: str) -> NoReturn:
+        from .errors import one_line
+
+        super().error(one_line(message))
+
+
 def _parser() -> argparse.ArgumentParser:
     from .devcluster.process import DEFAULT_DIR
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sandboxkit", description="Run and debug code in Kubernetes sandboxes."
     )
     parser.add_argument("--kubeconfig", metavar="PATH", help=argparse.SUPPRESS)

@@ -9,10 +9,11 @@ example instead of an API error halfway through creating a sandbox.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -24,12 +25,16 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_IMAGE",
     "EGRESS_LABEL",
+    "MAX_OUTPUT_LIMIT",
+    "MAX_QUANTITY",
+    "MAX_SECONDS",
     "SANDBOX_APP_LABEL",
     "SECURITY_PROFILES",
     "SandboxConfig",
     "quantity_value",
     "validate_dns_label",
     "validate_quantity",
+    "validate_timeout",
 ]
 
 DEFAULT_IMAGE = "nikolaik/python-nodejs:python3.11-nodejs20-bullseye"
@@ -41,8 +46,15 @@ SECURITY_PROFILES = ("baseline", "restricted")
 EGRESS_LABEL = ("sandboxkit.io/egress", "allowed")
 MiB = 1024 * 1024
 
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_QUANTITY_SUFFIX = re.compile(r"^(|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][-+]?[0-9]+)$")
+# Bounds of the numeric settings, so a value no API server, Docker daemon or Python wait
+# accepts fails here: whole seconds fit Kubernetes' int32 fields (68 years), quantities a
+# 64-bit count of bytes (8Ei), and the output kept in memory per stream is at most 1 GiB.
+MAX_SECONDS = 2**31 - 1
+MAX_QUANTITY = Decimal(2) ** 63
+MAX_OUTPUT_LIMIT = 1024 * MiB
+
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([eEinumkKMGTP]*[-+]?[0-9]*)")
+_QUANTITY_SUFFIX = re.compile(r"|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][-+]?[0-9]+")
 _QUANTITY_FACTORS = {
     "": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
     "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15,
@@ -50,33 +62,47 @@ _QUANTITY_FACTORS = {
     "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50,
     "Ei": Decimal(2) ** 60,
 }
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# Every pattern is matched whole (fullmatch): `$` would also accept a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+# The characters of an image reference ([registry[:port]/]path[:tag][@digest], IPv6 hosts
+# in brackets); the grammar's finer rules (lower-case paths...) are the runtime's to apply,
+# so its InvalidImageName reaches the user as an ImagePullError.
+_IMAGE = re.compile(r"[A-Za-z0-9\[][A-Za-z0-9._/:@+\[\]-]*")
+# What no string sent to an API can hold: NUL, and lone surrogates (UTF-8 cannot encode them)
+_UNSENDABLE = re.compile("[\0\ud800-\udfff]")
+
+Check = Callable[[str, Any], None]
+"""``check(field_name, value)``: return if ``value`` is valid for the field, else raise
+ConfigError naming ``field_name``."""
 
 
-def validate_quantity(field_name: str, value: str, example: str) -> None:
-    match = _QUANTITY.match(value) if isinstance(value, str) else None
-    if not match or not _QUANTITY_SUFFIX.match(match.group(2)):
+def validate_quantity(field_name: str, value: str, example: str) -> Decimal:
+    """The number a Kubernetes quantity stands for (``"250m"`` -> 0.25, ``"2Gi"`` ->
+    2147483648); ConfigError for anything else, including exponents no number survives."""
+    match = _QUANTITY.fullmatch(value) if isinstance(value, str) else None
+    if not match or not _QUANTITY_SUFFIX.fullmatch(match.group(2)):
         raise ConfigError(field_name, value, "not a Kubernetes quantity", example)
+    number, suffix = Decimal(match.group(1)), match.group(2)
+    try:
+        if suffix in _QUANTITY_FACTORS:
+            return number * _QUANTITY_FACTORS[suffix]
+        return number.scaleb(int(suffix[1:]))
+    except (ValueError, ArithmeticError):  # an exponent of thousands of digits, say
+        raise ConfigError(field_name, value, "the exponent is out of range", example) from None
 
 
 def quantity_value(value: str) -> Decimal:
-    """A Kubernetes quantity as a number (``"250m"`` -> 0.25, ``"2Gi"`` -> 2147483648), for
-    backends that take plain numbers (Docker's nano-CPUs and bytes)."""
-    validate_quantity("quantity", value, "2Gi")
-    match = _QUANTITY.match(value)
-    assert match is not None  # validated above
-    number, suffix = Decimal(match.group(1)), match.group(2)
-    if suffix[:1] in ("e", "E"):
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * _QUANTITY_FACTORS[suffix]
+    """A Kubernetes quantity as a number, for backends that take plain numbers (Docker's
+    nano-CPUs and bytes) and for comparing requests with limits."""
+    return validate_quantity("quantity", value, "2Gi")
 
 
 def validate_dns_label(field_name: str, value: str, example: str = "my-sandbox") -> None:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise ConfigError(
             field_name, value,
             "must be a DNS-1123 label: at most 63 lower case alphanumeric characters or '-', "
@@ -86,20 +112,175 @@ def validate_dns_label(field_name: str, value: str, example: str = "my-sandbox")
 
 
 def _validate_subdomain(field_name: str, value: str, example: str) -> None:
-    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
         raise ConfigError(field_name, value, "must be a DNS-1123 subdomain", example)
 
 
-def _validate_labels(labels: Mapping[str, str]) -> None:
-    for key, value in labels.items():
-        name = key.rsplit("/", 1)[-1]
-        prefix = key[: -len(name) - 1] if "/" in key else ""
-        if len(name) > 63 or not _LABEL_NAME.match(name) or (
-            prefix and not _DNS_SUBDOMAIN.match(prefix)
-        ):
-            raise ConfigError("labels", key, "not a valid label key", "team=ci")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            raise ConfigError(f"labels[{key}]", value, "not a valid label value", "ci-fixer")
+def validate_timeout(field_name: str, value: float, example: str) -> None:
+    """A timeout in seconds: a finite number above 0 and at most :data:`MAX_SECONDS`.
+
+    One chained comparison rejects NaN (every comparison is false), infinities and ints too
+    large for a float alike; bool is an int but never means a number of seconds.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool) or not (
+            0 < value <= MAX_SECONDS):
+        raise ConfigError(field_name, value, f"must be a positive number of seconds, at most "
+                          f"{MAX_SECONDS}", example)
+
+
+def _text(field_name: str, value: object, accepts: str, example: str) -> str:
+    """``value`` if it is a string the API can carry: JSON bodies and exec URLs are UTF-8
+    (a lone surrogate cannot be encoded) and no Kubernetes or Docker field holds a NUL."""
+    if not isinstance(value, str):
+        raise ConfigError(field_name, value, f"must be {accepts}", example)
+    if _UNSENDABLE.search(value):
+        raise ConfigError(field_name, value,
+                          f"must be {accepts} without NUL characters or lone surrogates",
+                          example)
+    return value
+
+
+def _optional(check: Check) -> Check:
+    """``check``, with None also allowed: the field then means "the default at run time"."""
+
+    def optional(field_name: str, value: Any) -> None:
+        if value is not None:
+            check(field_name, value)
+
+    return optional
+
+
+def _choice(choices: tuple[str, ...], why: str, example: str) -> Check:
+    def choice(field_name: str, value: Any) -> None:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(field_name, value, why, example)
+
+    return choice
+
+
+def _count(low: int, high: int, unit: str, example: str) -> Check:
+    """A whole number from ``low`` to ``high``: Kubernetes' integer fields reject floats and
+    anything beyond their width, and ``True`` (an int to Python) is never a count."""
+
+    def count(field_name: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(field_name, value,
+                              f"must be a whole number of {unit} from {low} to {high}", example)
+
+    return count
+
+
+def _flag(field_name: str, value: Any) -> None:
+    """Exactly True or False: a truthy string such as ``"no"`` must not switch a flag on."""
+    if not isinstance(value, bool):
+        raise ConfigError(field_name, value, "must be True or False", "True")
+
+
+def _image(field_name: str, value: Any) -> None:
+    if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+        raise ConfigError(field_name, value,
+                          "must be an image reference, [registry/]name[:tag][@digest], of "
+                          "ASCII letters, digits and . _ - / : @ + [ ]", "python:3.11-slim")
+
+
+def _absolute_path(field_name: str, value: Any) -> None:
+    if not _text(field_name, value, "an absolute path", "/workspace").startswith("/"):
+        raise ConfigError(field_name, value, "must be an absolute path", "/workspace")
+
+
+def _kubeconfig(field_name: str, value: Any) -> None:
+    """A path, given as a string or a ``pathlib.Path`` (what ``connect`` takes)."""
+    path = os.fspath(value) if isinstance(value, os.PathLike) else value
+    _text(field_name, path, "a path to a kubeconfig file", "~/.kube/config")
+
+
+def _context(field_name: str, value: Any) -> None:
+    _text(field_name, value, "a kubeconfig context name", "kind-kind")
+
+
+def _docker_network(field_name: str, value: Any) -> None:
+    name = _text(field_name, value, "a Docker network name", "bridge")
+    if not name or not name.isprintable() or " " in name:
+        raise ConfigError(field_name, value, "must name a Docker network", "bridge")
+
+
+def _label_key(key: object) -> bool:
+    """``[prefix/]name``: a DNS subdomain prefix and a name of at most 63 characters."""
+    if not isinstance(key, str):
+        return False
+    prefix, slash, name = key.rpartition("/")
+    return len(name) <= 63 and bool(_LABEL_NAME.fullmatch(name)) and (
+        not slash or (len(prefix) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(prefix))))
+
+
+def _labels(field_name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(field_name, value,
+                          "must be a mapping of label keys to label values", "team=ci")
+    for key, item in value.items():
+        if not _label_key(key):
+            raise ConfigError(field_name, key, "not a valid label key", "team=ci")
+        if not isinstance(item, str) or len(item) > 63 or not _LABEL_VALUE.fullmatch(item):
+            raise ConfigError(f"{field_name}[{key}]", item,
+                              "not a valid label value: at most 63 letters, digits, '-', '_' "
+                              "or '.', starting and ending with a letter or digit", "ci-fixer")
+
+
+def _env(field_name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(field_name, value,
+                          "must be a mapping of variable names to string values", "CI=1")
+    for key, item in value.items():
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            raise ConfigError(field_name, key, "not a valid environment variable name", "CI=1")
+        _text(f"{field_name}[{key}]", item, "a string", "1")
+
+
+_RESOURCE_EXAMPLES = {"cpu_request": "250m", "memory_request": "512Mi", "cpu_limit": "1",
+                      "memory_limit": "2Gi"}
+
+
+def _resources(field_name: str, value: Any) -> None:
+    if not isinstance(value, Resources):
+        raise ConfigError(field_name, value, "must be a sandboxkit.models.Resources",
+                          "Resources(cpu_limit='2')")
+    for name, example in _RESOURCE_EXAMPLES.items():
+        quantity = getattr(value, name)
+        if not 0 <= validate_quantity(f"{field_name}.{name}", quantity, example) <= MAX_QUANTITY:
+            raise ConfigError(f"{field_name}.{name}", quantity,
+                              "must be a quantity from 0 to 8Ei", example)
+
+
+_CHECKS: dict[str, Check] = {
+    "execution_backend": _choice(BACKENDS, f"supported backends are {', '.join(BACKENDS)}",
+                                 "kubernetes"),
+    "image": _image,
+    "namespace": _optional(functools.partial(validate_dns_label, example="default")),
+    "name": _optional(validate_dns_label),
+    "resources": _resources,
+    "service_account": functools.partial(_validate_subdomain, example="ci-fixer-sandbox"),
+    "automount_service_account_token": _flag,
+    "labels": _labels,
+    "env": _env,
+    "workdir": _optional(_absolute_path),
+    "ttl_seconds_after_finished": _count(0, MAX_SECONDS, "seconds", "300"),
+    "active_deadline_seconds": _count(1, MAX_SECONDS, "seconds", "14400"),
+    "termination_grace_period_seconds": _count(0, MAX_SECONDS, "seconds", "2"),
+    "startup_timeout": functools.partial(validate_timeout, example="300"),
+    "command_timeout": _optional(functools.partial(validate_timeout, example="600")),
+    "output_limit": _count(0, MAX_OUTPUT_LIMIT, "bytes", str(16 * MiB)),
+    "keep_on_failure": _flag,
+    "kubeconfig": _optional(_kubeconfig),
+    "context": _optional(_context),
+    "security_profile": _choice(SECURITY_PROFILES,
+                                f"must be one of {', '.join(SECURITY_PROFILES)}", "restricted"),
+    "workspace_pvc": _optional(functools.partial(_validate_subdomain, example="ci-workspace")),
+    "workspace_path": _absolute_path,
+    "allow_egress": _flag,
+    "docker_network": _optional(_docker_network),
+}
+"""Each field's check, in one table: :meth:`SandboxConfig.validate` is one loop over the
+fields, so a field added without a check fails every construction (KeyError) at once."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +306,7 @@ class SandboxConfig:
     command_timeout: float | None = 600.0
     output_limit: int = 16 * MiB
     keep_on_failure: bool = False
-    kubeconfig: str | None = None
+    kubeconfig: str | os.PathLike[str] | None = None
     context: str | None = None
     # "restricted" passes the Pod Security Standard of that name (non-root uid 1000, no
     # privilege escalation, no capabilities, RuntimeDefault seccomp); "baseline" is the seed's pod
@@ -140,59 +321,15 @@ class SandboxConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        # Own copies as plain dicts: the caller's mappings may change later, and asdict()
+        # (which resolve uses) cannot copy every Mapping (a MappingProxyType, say).
+        for name in ("labels", "env"):
+            object.__setattr__(self, name, dict(getattr(self, name)))
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for the first invalid field."""
-        if self.execution_backend not in BACKENDS:
-            raise ConfigError("execution_backend", self.execution_backend,
-                              f"supported backends are {', '.join(BACKENDS)}", "kubernetes")
-        if not self.image or any(c.isspace() for c in self.image):
-            raise ConfigError("image", self.image, "must be a non-empty image reference",
-                              "python:3.11-slim")
-        if self.namespace is not None:
-            validate_dns_label("namespace", self.namespace, "default")
-        if self.name is not None:
-            validate_dns_label("name", self.name)
-        _validate_subdomain("service_account", self.service_account, "ci-fixer-sandbox")
-        r = self.resources
-        validate_quantity("resources.cpu_request", r.cpu_request, "250m")
-        validate_quantity("resources.memory_request", r.memory_request, "512Mi")
-        validate_quantity("resources.cpu_limit", r.cpu_limit, "1")
-        validate_quantity("resources.memory_limit", r.memory_limit, "2Gi")
-        _validate_labels(self.labels)
-        for key in self.env:
-            if not _ENV_NAME.match(key):
-                raise ConfigError("env", key, "not a valid environment variable name", "CI=1")
-        for name in ("workdir", "workspace_path"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, str) and value.startswith("/")):
-                raise ConfigError(name, value, "must be an absolute path", "/workspace")
-        if self.security_profile not in SECURITY_PROFILES:
-            raise ConfigError("security_profile", self.security_profile,
-                              f"must be one of {', '.join(SECURITY_PROFILES)}", "restricted")
-        if self.workspace_pvc is not None:
-            _validate_subdomain("workspace_pvc", self.workspace_pvc, "ci-workspace")
-        if self.docker_network is not None and (
-                not isinstance(self.docker_network, str) or not self.docker_network
-                or any(c.isspace() for c in self.docker_network)):
-            raise ConfigError("docker_network", self.docker_network,
-                              "must name a Docker network", "bridge")
-        for name in ("ttl_seconds_after_finished", "active_deadline_seconds",
-                     "termination_grace_period_seconds"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(name, value, "must be a non-negative integer", "300")
-        if self.active_deadline_seconds == 0:
-            raise ConfigError("active_deadline_seconds", 0, "must be positive", "14400")
-        for name in ("startup_timeout", "command_timeout"):
-            value = getattr(self, name)
-            if value is None and name == "command_timeout":
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(name, value, "must be a positive number of seconds", "300")
-        if not isinstance(self.output_limit, int) or self.output_limit < 0:
-            raise ConfigError("output_limit", self.output_limit,
-                              "must be a non-negative number of bytes", str(16 * MiB))
+        """Raise :class:`ConfigError` for the first invalid field, in declaration order."""
+        for each in fields(self):
+            _CHECKS[each.name](each.name, getattr(self, each.name))
 
     @classmethod
     def resolve(
@@ -204,6 +341,9 @@ class SandboxConfig:
         Overrides may name resource fields directly (``cpu_limit="2"``) or pass a
         :class:`Resources`; unknown names raise ConfigError listing the valid ones.
         """
+        if base is not None and not isinstance(base, SandboxConfig):
+            raise ConfigError("config", base, "must be a SandboxConfig or None",
+                              "SandboxConfig(image='python:3.11')")
         values: dict[str, Any] = (
             dataclasses.asdict(base) if base is not None else _from_environment(environ)
         )
@@ -219,7 +359,8 @@ class SandboxConfig:
             raise ConfigError(unknown[0], overrides[unknown[0]], "unknown setting",
                               ", ".join(sorted(known | set(resources))))
         values.update({k: v for k, v in overrides.items() if k != "resources"})
-        values["resources"] = overrides.get("resources") or Resources(**resources)
+        given = overrides.get("resources")
+        values["resources"] = Resources(**resources) if given is None else given
         return cls(**values)
 
 

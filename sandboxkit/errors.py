@@ -46,20 +46,43 @@ __all__ = [
     "ServiceAccountMissing",
     "StartupTimeout",
     "Unschedulable",
+    "one_line",
 ]
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line, each run of whitespace (newlines, vertical tabs...) one
+    space: how a failure is shown where one line is promised, the CLI's ``error:`` line and
+    a magic's UsageError, even when it quotes what the user typed."""
+    return " ".join(message.split())
 
 
 class SandboxError(Exception):
     """Base of every error sandboxkit raises on purpose."""
 
 
+_SHOWN_LENGTH = 200
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length, for quoting a rejected value in a message:
+    a megabyte string must not flood the line, and an int of over 4300 digits, whose repr
+    Python refuses, must not turn the ConfigError into a ValueError."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too long to show>"
+    return text if len(text) <= _SHOWN_LENGTH else f"{text[:_SHOWN_LENGTH - 3]}..."
+
+
 class ConfigError(SandboxError, ValueError):
-    """An invalid setting; the message names the field and a valid example."""
+    """An invalid setting; the message names the field, what it accepts and a valid example
+    (``value`` keeps what was given, whole)."""
 
     def __init__(self, field: str, value: object, why: str, example: str) -> None:
         self.field = field
         self.value = value
-        super().__init__(f"{field}={value!r} is invalid: {why} (for example {example})")
+        super().__init__(f"{field}={_shown(value)} is invalid: {why} (for example {example})")
 
 
 class SandboxStartupError(SandboxError):

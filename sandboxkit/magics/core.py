@@ -9,6 +9,7 @@ is shown as its message rather than a traceback through this module (see :func:`
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import functools
@@ -29,8 +30,15 @@ from traitlets import Float, Unicode
 from ..backends.base import Sandbox
 from ..backends.kubernetes.client import Connection, connect
 from ..backends.wrapper import TextCallback
-from ..config import SandboxConfig
-from ..errors import CommandFailed, CommandTimeout, ConfigError, SandboxError, SandboxNotFound
+from ..config import SandboxConfig, validate_timeout
+from ..errors import (
+    CommandFailed,
+    CommandTimeout,
+    ConfigError,
+    SandboxError,
+    SandboxNotFound,
+    one_line,
+)
 from ..models import CommandResult
 from ..sandbox import create_sandbox
 from .options import (
@@ -69,19 +77,54 @@ def _brief(exc: BaseException, message: str | None = None) -> BaseException:
     return exc
 
 
+def _sendable(where: str, text: str) -> None:
+    """UsageError for text no sandbox can receive: every request carries it as UTF-8, which
+    has no encoding for a lone surrogate (a bad paste, bytes decoded with surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"the {where} is not valid text: {text[exc.start]!r} at position "
+                         f"{exc.start} cannot be encoded as UTF-8") from None
+
+
 def _user_facing(magic: _Magic) -> _Magic:
-    """Mistakes become UsageError (one line); sandbox failures keep their type, briefly."""
+    """Mistakes become UsageError (one line); sandbox failures keep their type, briefly.
+
+    The line and the cell body are checked before the magic runs, so text that cannot be
+    sent stops here, before anything is created. Every UsageError is flattened to one line:
+    argparse quotes an unrecognized word as typed, vertical tabs and all.
+    """
 
     @functools.wraps(magic)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: SandboxMagics, *texts: str) -> Any:
+        for where, text in zip(("line", "cell"), texts, strict=False):
+            _sendable(where, text)
         try:
-            return magic(*args, **kwargs)
-        except (ConfigError, UnknownSandbox, SandboxNotFound) as exc:
-            raise UsageError(str(exc)) from None
+            return magic(self, *texts)
+        except (UsageError, ConfigError, UnknownSandbox, SandboxNotFound) as exc:
+            raise UsageError(one_line(str(exc))) from None
         except SandboxError as exc:
             raise _brief(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    """``magic``'s arguments parsed from ``line``, the one place every magic parses them.
+
+    IPython splits the line with shlex, whose ValueError for an unterminated quote or a
+    trailing backslash is a mistake in the line like a bad flag, so a UsageError too. And
+    Python 3.11's argparse gives a positional that a second ``--`` stood in for the value
+    ``[]`` (``a -- --``) instead of a string; no option of ours ever parses to ``[]``.
+    """
+    try:
+        args = parse_argstring(magic, line)
+    except ValueError as exc:
+        raise UsageError(f"cannot split the line into arguments: {exc} in {line!r}") from None
+    missing = [name for name, value in vars(args).items() if value == []]
+    if missing:
+        raise UsageError(f"argument {missing[0]}: expected one argument")
+    return args
 
 
 def _writer(stream: TextIO) -> TextCallback:
@@ -187,7 +230,7 @@ class SandboxMagics(Magics):
         It becomes the current sandbox; several named ones can run side by side. Unless
         --keep is given it is deleted when the kernel exits.
         """
-        args = parse_argstring(self.sandbox_up, line)
+        args = _arguments(self.sandbox_up, line)
         if args.name is not None and args.name in self.registry:
             raise UsageError(f"a sandbox named {args.name!r} already runs in this kernel: use "
                              f"it, or %sandbox_down {args.name} first")
@@ -218,7 +261,7 @@ class SandboxMagics(Magics):
     @argument("--all", action="store_true", help="every sandbox of this kernel")
     def sandbox_down(self, line: str) -> None:
         """Delete a sandbox (or --all of this kernel's) and wait until it is gone."""
-        args = parse_argstring(self.sandbox_down, line)
+        args = _arguments(self.sandbox_down, line)
         if args.all and args.name:
             raise UsageError("give a NAME or --all, not both")
         names = self.registry.names() if args.all else [self.registry.get(args.name).name]
@@ -244,7 +287,7 @@ class SandboxMagics(Magics):
         """
         from ..backends.kubernetes.sandbox import KubernetesSandbox
 
-        args = parse_argstring(self.sandbox_attach, line)
+        args = _arguments(self.sandbox_attach, line)
         config = self.sandbox_config(namespace=args.namespace,
                                      execution_backend="kubernetes")
         sandbox = KubernetesSandbox.attach(args.name, config=config)
@@ -281,10 +324,9 @@ class SandboxMagics(Magics):
                 raise UsageError("no command given: %sandbox_exec [NAME] [options] -- CMD")
         else:
             options, command = line, cell
-        args = parse_argstring(self.sandbox_exec, options)
-        if args.timeout is not None and not args.timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, not "
-                             f"{args.timeout:g}")
+        args = _arguments(self.sandbox_exec, options)
+        if args.timeout is not None:
+            validate_timeout("--timeout", args.timeout, "--timeout 30")
         out, err = variable_name("--out", args.out), variable_name("--err", args.err)
         env = parse_env(args.env)
         sandbox = self.registry.get(args.name)
@@ -325,7 +367,7 @@ class SandboxMagics(Magics):
     @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_upload(self, line: str) -> None:
         """Copy a local file or directory tree into the sandbox."""
-        args = parse_argstring(self.sandbox_upload, line)
+        args = _arguments(self.sandbox_upload, line)
         local, remote = unquote(args.local), unquote(args.remote)
         sandbox = self.registry.get(args.sandbox)
         try:
@@ -342,7 +384,7 @@ class SandboxMagics(Magics):
     @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_download(self, line: str) -> None:
         """Copy a file or directory tree out of the sandbox."""
-        args = parse_argstring(self.sandbox_download, line)
+        args = _arguments(self.sandbox_download, line)
         remote, local = unquote(args.remote), unquote(args.local)
         sandbox = self.registry.get(args.sandbox)
         try:
@@ -359,7 +401,7 @@ class SandboxMagics(Magics):
     @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_write(self, line: str, cell: str) -> None:
         """Write the cell body to a file in the sandbox (mode 0644), as %%writefile does."""
-        args = parse_argstring(self.sandbox_write, line)
+        args = _arguments(self.sandbox_write, line)
         path = unquote(args.path)
         if path.endswith("/"):
             raise UsageError(f"{path} names a directory: give the file's path")
@@ -382,7 +424,7 @@ class SandboxMagics(Magics):
         """The sandbox Jobs in the namespace, as a pandas DataFrame (one row each)."""
         from ..inventory import list_sandboxes
 
-        args = parse_argstring(self.sandbox_ls, line)
+        args = _arguments(self.sandbox_ls, line)
         with self._cluster() as (conn, namespace):
             return list_sandboxes(args.namespace or namespace,
                                   all_namespaces=args.all_namespaces, connection=conn)
@@ -393,7 +435,7 @@ class SandboxMagics(Magics):
     @argument("name", nargs="?", help=_NAME_HELP)
     def sandbox_status(self, line: str) -> Any:
         """The sandbox's live status panel (phase, container state, node, events)."""
-        args = parse_argstring(self.sandbox_status, line)
+        args = _arguments(self.sandbox_status, line)
         return self._panel(self.registry.get(args.name))
 
     @line_magic
@@ -406,7 +448,7 @@ class SandboxMagics(Magics):
         from ..backends.kubernetes.sandbox import KubernetesSandbox
         from ..manifests import CONTAINER_NAME
 
-        args = parse_argstring(self.sandbox_logs, line)
+        args = _arguments(self.sandbox_logs, line)
         if args.tail is not None and args.tail < 0:
             raise UsageError(f"--tail must be 0 or more, not {args.tail}")
         sandbox = self.registry.get(args.name)
@@ -428,7 +470,7 @@ class SandboxMagics(Magics):
         """What is wrong with the sandbox and how to fix it (sandboxkit.diagnose)."""
         from ..diagnostics import diagnose
 
-        args = parse_argstring(self.sandbox_diagnose, line)
+        args = _arguments(self.sandbox_diagnose, line)
         if args.name is None or args.name in self.registry:
             return diagnose(self.registry.get(args.name))
         with self._cluster() as (conn, namespace):
@@ -445,7 +487,7 @@ class SandboxMagics(Magics):
         and, when rules are missing, the Role rules to add as YAML."""
         from ..rbac import verify
 
-        args = parse_argstring(self.sandbox_rbac, line)
+        args = _arguments(self.sandbox_rbac, line)
         with self._cluster() as (conn, namespace):
             frame = verify(args.namespace or namespace, args.service_account, connection=conn)
         print(frame.attrs["verdict"])

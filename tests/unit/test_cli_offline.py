@@ -1,8 +1,12 @@
 """The ``sandboxkit`` command without a cluster: help, flags, and failures that end in one
-``error:`` line and an exit status instead of a traceback."""
+``error:`` line and an exit status instead of a traceback -- for any argv at all (a
+property, run in-process with every HTTP request refused)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import socket
 import subprocess
 import sys
@@ -11,19 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from property_support import ANY_TEXT, FAST
 
 from sandboxkit.cli import main
 
 CLUSTER_COMMANDS = [["ls"], ["gc"], ["rbac", "apply"], ["rbac", "verify"],
                     ["rbac", "uninstall"], ["doctor"], ["diagnose", "some-sandbox"]]
-
-
-@pytest.fixture
-def no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No kubeconfig anywhere and not in a pod: kubectl would have nothing to talk to."""
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
 
 
 @pytest.fixture
@@ -79,7 +78,7 @@ def test_connection_flags_may_come_before_the_command(
 
 
 def test_no_cluster_configured_says_how_to_get_one(
-        no_cluster: None, capsys: pytest.CaptureFixture[str]) -> None:
+        no_cluster: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls"]) == 2
     line = one_error_line(capsys)
     assert "no cluster is configured" in line and "sandboxkit devcluster start" in line
@@ -116,3 +115,54 @@ def test_the_cli_never_imports_ipython_or_ipywidgets(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_argument_with_a_newline_keeps_the_error_on_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["ls", "a\nb"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "sandboxkit: error: unrecognized arguments: a b")
+
+
+# Commands that start servers (demo, lab, devcluster) are left out: valid input runs them.
+_LOCAL_COMMANDS = {"demo", "lab", "devcluster"}
+_WORDS = st.sampled_from([
+    "-n", "--namespace", "ci", "-A", "--all-namespaces", "-o", "--output", "wide", "json",
+    "yaml", "--kubeconfig", "--context", "--dry-run", "--service-account", "--file",
+    "--image", "busybox", "--", "-", "-x", "--nope", "0", "-1", "1e400", "nan",
+    "\udcff", "\x00", "a\nb", "", *[" ".join(command) for command in CLUSTER_COMMANDS],
+])
+_ARGV = st.lists(st.one_of(_WORDS, ANY_TEXT), max_size=6)
+_ERROR_LINE = re.compile(r"(sandboxkit[\w -]*: )?error: .*")
+
+
+def run_cli(argv: list[str]) -> tuple[int | str | None, str, str]:
+    """``main(argv)`` in this process: its exit status (returned or from SystemExit), stdout
+    and stderr. StringIO, not capsys: a real stderr writes a lone surrogate escaped, while
+    capsys's stream would raise on it."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status: int | str | None = main(argv)
+        except SystemExit as done:
+            status = done.code
+    return status, out.getvalue(), err.getvalue()
+
+
+@FAST
+@given(command=st.sampled_from([[], *CLUSTER_COMMANDS]), words=_ARGV)
+def test_any_argv_is_help_or_exit_2_with_one_error_line(
+        offline: Path, command: list[str], words: list[str]) -> None:
+    argv = [*command, *words]
+    assume(not _LOCAL_COMMANDS & set(argv))
+    status, out, err = run_cli(argv)
+    if status == 0:  # -h, or an abbreviation of --help
+        assert out.startswith("usage: sandboxkit") and err == ""
+        return
+    assert status == 2 and out == "", (status, out, err)
+    lines = err.splitlines()
+    assert "Traceback" not in err
+    assert [line for line in lines if "error:" in line] == lines[-1:], err
+    assert _ERROR_LINE.fullmatch(lines[-1]), err

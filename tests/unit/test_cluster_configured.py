@@ -27,17 +27,6 @@ def _write_kubeconfig(path: Path, context: str) -> Path:
     return path
 
 
-@pytest.fixture
-def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME without ~/.kube/config, no KUBECONFIG, not in a pod; returns HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
 def test_kubeconfig_variable_is_used_as_is(no_cluster: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write_kubeconfig(tmp_path / "kind.yaml", "kind-kind")

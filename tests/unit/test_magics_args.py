@@ -1,14 +1,25 @@
 """How magic arguments become settings, without a cluster: precedence of defaults, the
 environment, ``%config`` traits and flags; the --cpu/--memory rules; line-form splitting;
-and that every mistake is a UsageError raised before a sandbox object is even made."""
+and that every mistake is a UsageError raised before a sandbox object is even made -- for
+any line and cell body at all (a property: unterminated quotes, lone surrogates...)."""
 
 from __future__ import annotations
 
-import pytest
-from IPython.core.error import UsageError
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+from unittest import mock
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from IPython.core.error import UsageError
+from property_support import ANY_TEXT, FAST
+
+from sandboxkit.backends.base import ArgvSandbox, ProgressCallback
 from sandboxkit.config import DEFAULT_IMAGE, SandboxConfig
-from sandboxkit.errors import ConfigError
+from sandboxkit.errors import BackendUnavailable, ConfigError, SandboxError, SandboxGone
 from sandboxkit.magics import SandboxMagics
 from sandboxkit.magics.options import (
     parse_env,
@@ -18,6 +29,7 @@ from sandboxkit.magics.options import (
     variable_name,
 )
 from sandboxkit.magics.registry import SandboxRegistry, UnknownSandbox
+from sandboxkit.models import CommandResult, SandboxStatus
 
 
 @pytest.fixture
@@ -118,6 +130,12 @@ def test_names_and_paths() -> None:
     ("sandbox_down", "gone", "no sandbox named 'gone'"),
     ("sandbox_down", "a --all", "not both"),
     ("sandbox_logs", "--tail x", "invalid int value"),
+    ("sandbox_ls", '"x', "No closing quotation"),
+    ("sandbox_up", "--image 'busybox", "No closing quotation"),
+    ("sandbox_exec", "--timeout inf -- true", "positive number of seconds"),
+    ("sandbox_exec", "--timeout nan -- true", "positive number of seconds"),
+    ("sandbox_up", "--nope\x0bx", "unrecognized arguments: --nope x"),  # kept on one line
+    ("sandbox_upload", "a -- --", "argument remote: expected one argument"),  # not []
 ])
 def test_mistakes_raise_usage_errors(magic: str, line: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -142,3 +160,109 @@ def test_registry_current_is_the_last_added() -> None:
     assert registry.get() is first
     with pytest.raises(UnknownSandbox, match=r"known: b, a"):
         registry.get("c")
+
+
+class Unreachable(ArgvSandbox):
+    """A sandbox each of whose actions fails as if its pod had vanished, once its arguments
+    are encoded as UTF-8 the way every backend's requests (exec URL, tar stream) encode
+    them: text that cannot be sent fails here as it would on the wire. It cannot start, so
+    as create_sandbox's backend it makes sure no magic creates anything."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig(name="web")
+        self.actions: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self.config.name or "unnamed"
+
+    def init(self, on_progress: ProgressCallback | None = None) -> NoReturn:
+        raise BackendUnavailable("no backend can be reached in the unit tests")
+
+    def status(self) -> SandboxStatus:
+        return SandboxStatus(self.name, "unit", job_phase="Missing")
+
+    def teardown(self, wait: bool = False) -> NoReturn:
+        self._act("teardown")
+
+    def exec_argv(self, argv: Sequence[str], **_: Any) -> CommandResult:
+        self._act(*argv)
+
+    def upload(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
+        self._act(os.fspath(local_path), remote_path)
+
+    def download(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
+        self._act(remote_path, os.fspath(local_path))
+
+    def _act(self, *texts: str) -> NoReturn:
+        for text in texts:
+            text.encode("utf-8")
+        self.actions.append(texts[0])
+        raise SandboxGone(f"sandbox {self.name} is gone", reason="Deleted")
+
+
+def run_magic(name: str, *texts: str) -> tuple[BaseException | None, Unreachable,
+                                               list[Unreachable]]:
+    """Run magic ``name`` with a current sandbox ``web`` (an :class:`Unreachable`) and
+    Unreachable as the backend of new ones; return what it raised, ``web`` and the
+    sandboxes it created."""
+    magics = SandboxMagics()
+    current = Unreachable()
+    magics.registry.add(current)
+    created: list[Unreachable] = []
+
+    def make(config: SandboxConfig) -> Unreachable:
+        created.append(Unreachable(config))
+        return created[-1]
+
+    with mock.patch("sandboxkit.sandbox.backend_class", lambda _name: make):
+        try:
+            getattr(magics, name)(*texts)
+        except Exception as exc:
+            return exc, current, created
+    return None, current, created
+
+
+def test_a_lone_surrogate_stops_before_the_sandbox_hears_of_it(offline: Path) -> None:
+    for texts in (("\ud800",), ("web -- echo \udcff",), ("--check", "echo \ud800"),):
+        raised, sandbox, _ = run_magic("sandbox_exec", *texts)
+        assert isinstance(raised, UsageError) and "cannot be encoded as UTF-8" in str(raised)
+        assert sandbox.actions == []
+    raised, sandbox, _ = run_magic("sandbox_write", "/tmp/x", "caf\udce9")
+    assert isinstance(raised, UsageError) and "the cell is not valid text" in str(raised)
+    raised, _, created = run_magic("sandbox_up", "--image busybox\udcff")
+    assert isinstance(raised, UsageError) and created == []
+
+
+def test_the_property_setup_reaches_the_sandbox_with_a_good_line(offline: Path) -> None:
+    """The property below is only worth something if good lines get through: they do, to a
+    documented error from the sandbox (or the backend that cannot start)."""
+    raised, sandbox, _ = run_magic("sandbox_exec", "echo hi")
+    assert isinstance(raised, SandboxGone) and sandbox.actions == ["/bin/sh"]
+    raised, _, created = run_magic("sandbox_up", "other --image busybox:1.36")
+    assert isinstance(raised, BackendUnavailable) and [s.name for s in created] == ["other"]
+
+
+_MAGICS = [(kind, name) for kind, names in SandboxMagics().magics.items()
+           for name in sorted(names)]
+_WORDS = st.sampled_from([
+    "--", "web", "other", "-n", "ci", "--image", "busybox", "--cpu", "--memory", "2Gi",
+    "500m:2", "--env", "A=1", "=1", "--workdir", "/tmp", "--backend", "local", "--keep",
+    "--keep-on-failure", "--all", "--timeout", "nan", "inf", "-1", "0", "5", "1e400",
+    "--check", "--out", "--err", "x", "1x", "--quiet", "--tail", "-s", "--sandbox", "-A",
+    "--service-account", '"', "'", '"a b"', "\\", "\ud800", "\x00", "\x0b",
+])
+_LINES = st.lists(st.one_of(_WORDS, ANY_TEXT), max_size=6).map(" ".join)
+
+
+@FAST
+@given(magic=st.sampled_from(_MAGICS), line=_LINES, cell=ANY_TEXT)
+def test_any_line_and_cell_is_a_one_line_usage_error_or_a_documented_error(
+        offline: Path, magic: tuple[str, str], line: str, cell: str) -> None:
+    kind, name = magic
+    raised, sandbox, created = run_magic(name, *((line,) if kind == "line" else (line, cell)))
+    if isinstance(raised, UsageError):
+        assert len(str(raised).splitlines()) == 1, str(raised)
+        assert sandbox.actions == [] and created == []  # raised before anything was done
+    elif raised is not None:
+        assert isinstance(raised, SandboxError), repr(raised)
