@@ -36,6 +36,7 @@ def _devcluster_start(args: argparse.Namespace) -> int:
     info, started = start(args.dir, args.port)
     verb = "started" if started else "already running"
     print(f"# devcluster {verb} at {info.url} (pid {info.pid})", file=sys.stderr)
+    print(f"# {info.isolation}", file=sys.stderr)
     print(f"export KUBECONFIG={info.kubeconfig_path}")
     return 0
 
@@ -60,6 +61,7 @@ def _devcluster_status(args: argparse.Namespace) -> int:
         print(f"no devcluster is running in {args.dir.expanduser().resolve()}")
         return 1
     print(f"devcluster running at {info.url} (pid {info.pid})")
+    print(info.isolation)
     print(f"export KUBECONFIG={info.kubeconfig_path}")
     return 0
 

@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,13 @@ def _make_reachable(root_dir: Path) -> Path | None:
     return staging
 
 
+def _remove_staging(staging: Path | None, link: Path) -> None:
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            link.unlink()
+
+
 def _secrets_under(top: str) -> frozenset[str]:
     """Entries below ``top`` that are not world-readable (``/etc/shadow``, ``/etc/ssl/private``,
     host keys, sudoers): masked in pods, since a pod may run as their owner's uid."""
@@ -331,7 +339,9 @@ class ContainerRuntime:
         self.root_dir = Path(root_dir)
         # as root, pods run as an unprivileged host id; otherwise as the invoking user
         self.host_id = (POD_HOST_ID, POD_HOST_ID) if os.geteuid() == 0 else None
-        self._staging = _make_reachable(self.root_dir) if self.host_id is not None else None
+        staging = _make_reachable(self.root_dir) if self.host_id is not None else None
+        # removed by shutdown(), or when the runtime is collected or the process exits
+        self._remove_staging = weakref.finalize(self, _remove_staging, staging, self.root_dir)
         self.root_dir.mkdir(parents=True, exist_ok=True)
         self._filter = self.root_dir / "seccomp.bpf"
         self._masked = frozenset(str(Path(p).resolve()) for p in hidden)
@@ -624,9 +634,13 @@ class ContainerRuntime:
             assert container.user is not None
             uid, gid = container.user
             # the filter first (on the host), then the pod's namespaces as its uid
+            # As root, become the pod's uid and gid; as the user the pod's ids map to, keep
+            # our own (they *are* those ids there, and setgroups is denied in the namespace).
+            ids = (["-S", str(uid), "-G", str(gid)] if self.host_id is not None
+                   else ["--preserve-credentials"])
             prefix = [sys.executable, "-I", "-S", _NSEXEC, str(self._filter),
                       "nsenter", "-t", str(container.pid), "-U", "-m", "-p", "-u", "-i", "-C",
-                      "-r", "-w", "-S", str(uid), "-G", str(gid), "--"]
+                      "-r", "-w", *ids, "--"]
             if uid == 0:
                 # joining a user namespace grants every capability in it; uid 0 keeps them
                 prefix += ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
@@ -694,10 +708,7 @@ class ContainerRuntime:
             if container.isolation == "none":
                 _kill_group(container._process.pid, signal.SIGKILL)
         await asyncio.gather(*(c.wait() for c in running), return_exceptions=True)
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                self.root_dir.unlink()
+        self._remove_staging()
 
 
 class _PtyProtocol(asyncio.StreamReaderProtocol):
