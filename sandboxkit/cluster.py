@@ -31,11 +31,13 @@ __all__ = ["ClusterHandle", "ensure_cluster"]
 @dataclass
 class ClusterHandle:
     """The cluster in use: ``kubeconfig`` (None in-cluster), whether this handle ``started``
-    a devcluster, and a one-line ``description`` for people."""
+    a devcluster, a one-line ``description`` for people and, for a devcluster, how its pods
+    are ``isolation``-confined (or a warning that they are not)."""
 
     kubeconfig: Path | None
     started: bool
     description: str
+    isolation: str = ""
     _devcluster: DevCluster | None = field(default=None, repr=False)
     _previous_kubeconfig: str | None = field(default=None, repr=False)
 
@@ -87,5 +89,5 @@ def ensure_cluster(*, directory: str | os.PathLike[str] | None = None) -> Cluste
     os.environ["KUBECONFIG"] = str(devcluster.kubeconfig_path)
     verb = "started here" if devcluster.started else "already running"
     return ClusterHandle(devcluster.kubeconfig_path, devcluster.started,
-                         f"devcluster at {devcluster.url} ({verb}); {devcluster.info.isolation}",
-                         devcluster, previous)
+                         f"devcluster at {devcluster.url} ({verb})",
+                         devcluster.info.isolation, devcluster, previous)

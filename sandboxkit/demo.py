@@ -93,6 +93,8 @@ def run(namespace: str = DEFAULT_NAMESPACE, *, image: str = DEFAULT_IMAGE,
         with log.step("cluster") as lines:
             cluster = ensure_cluster()
             lines.append(cluster.description)
+            if cluster.isolation:
+                lines.append(cluster.isolation)
         if cluster.started:
             stack.callback(_logged, log, "cleanup", lambda: _stop(cluster))
         else:

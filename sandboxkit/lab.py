@@ -45,6 +45,8 @@ def run_lab(directory: Path, *, port: int | None = None, no_browser: bool = Fals
                                 "from the repository root or name a directory")
     with ensure_cluster() as cluster:
         print(f"sandboxkit lab: cluster {cluster.description}", file=sys.stderr, flush=True)
+        if cluster.isolation:
+            print(f"sandboxkit lab: {cluster.isolation}", file=sys.stderr, flush=True)
         child = subprocess.Popen(lab_command(directory, port=port, no_browser=no_browser,
                                              allow_root=allow_root))
         previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())

@@ -282,13 +282,19 @@ def _make_reachable(root_dir: Path) -> Path | None:
     resolves bind sources by path, with that id's permissions).
 
     Where an ancestor is closed to others (``/root``, pytest's ``/tmp/pytest-of-root``),
-    ``root_dir`` becomes a symlink to a fresh directory in the system's temporary directory,
-    mode 0711, returned so :meth:`ContainerRuntime.shutdown` can remove it; else None.
+    ``root_dir`` becomes a symlink to a fresh directory, mode 0711, in the first temporary
+    directory (``$TMPDIR``, ``/tmp``, ``/var/tmp``) that others can traverse; that directory
+    is returned, for removal when the runtime stops. Else None.
     """
     parent = root_dir.parent.resolve()
     if _searchable_by_others(parent):
         return None
-    staging = Path(tempfile.mkdtemp(prefix="sandboxkit-node-"))
+    temporary = [Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")]
+    reachable = next((t for t in temporary if t.is_dir() and _searchable_by_others(t)), None)
+    if reachable is None:
+        raise RuntimeError("no temporary directory that unprivileged pods can reach "
+                           "(TMPDIR, /tmp, /var/tmp all closed to others)")
+    staging = Path(tempfile.mkdtemp(prefix="sandboxkit-node-", dir=reachable))
     staging.chmod(0o711)
     parent.mkdir(parents=True, exist_ok=True)
     if root_dir.is_symlink() or root_dir.is_file():

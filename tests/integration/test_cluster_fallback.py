@@ -48,6 +48,8 @@ def _check_started(handle: ClusterHandle, directory: Path) -> None:
     assert handle.kubeconfig == info.kubeconfig_path
     assert os.environ["KUBECONFIG"] == str(info.kubeconfig_path)
     assert handle.description == f"devcluster at {info.url} (started here)"
+    assert handle.isolation == info.isolation
+    assert info.isolation.startswith("pods run unprivileged"), info.isolation
 
     conn = connect()  # what every later call sees
     try:

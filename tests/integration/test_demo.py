@@ -52,6 +52,7 @@ def test_demo_on_a_machine_without_a_cluster(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert re.search(r"cluster\s+devcluster at https://127\.0\.0\.1:\d+ \(started here\)", out)
+    assert re.search(r"\n\s+pods run unprivileged \(bubblewrap", out), "isolation not shown"
     assert "namespace sandboxkit-demo created" in out
     _assert_commands_shown(out)
     assert "namespace sandboxkit-demo deleted" in out

@@ -17,6 +17,7 @@ there the tests fail, since that devcluster is not safe for untrusted code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -32,6 +33,7 @@ from escape_support import NOBODY, unprivileged_devcluster
 from kubernetes import client, config, watch
 
 from sandboxkit import create_sandbox
+from sandboxkit.manifests import RESTRICTED_UID
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("SANDBOXKIT_TEST_KUBECONFIG")),
@@ -128,18 +130,24 @@ def _attack(kubeconfig: Path, entry: str, victim_uid: int | None) -> dict[str, A
         api.close()
 
 
-@pytest.fixture(scope="module", params=[(c, e) for c in CLUSTERS for e in ENTRIES],
-                ids=lambda p: f"{p[0]}-{p[1]}")
-def report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    who, entry = request.param
+@contextlib.contextmanager
+def _cluster(request: pytest.FixtureRequest, who: str) -> Iterator[Path]:
+    """The session's devcluster, or one run by nobody (only meaningful when we are root)."""
     if who == "as-test-user":
-        kubeconfig = request.getfixturevalue("kubeconfig")
-        yield _attack(kubeconfig, entry, None)
+        yield request.getfixturevalue("kubeconfig")
         return
     if os.geteuid() != 0:
         pytest.skip("the tests already run as an unprivileged user: as-test-user covers it")
     with unprivileged_devcluster(NOBODY) as kubeconfig:
-        yield _attack(kubeconfig, entry, NOBODY)
+        yield kubeconfig
+
+
+@pytest.fixture(scope="module", params=[(c, e) for c in CLUSTERS for e in ENTRIES],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    who, entry = request.param
+    with _cluster(request, who) as kubeconfig:
+        yield _attack(kubeconfig, entry, None if who == "as-test-user" else NOBODY)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -155,3 +163,26 @@ def test_the_host_is_untouched(report: dict[str, Any]) -> None:
     assert host["victim_alive"], "a pod killed a host process"
     assert host["planted"] == [], "a pod created files on the host"
     assert host["bindings"] == [], "a pod bound itself to cluster-admin"
+
+
+@pytest.mark.parametrize("who", CLUSTERS)
+def test_run_as_user_holds_inside_the_mapping(request: pytest.FixtureRequest, who: str) -> None:
+    """The restricted profile's runAsUser/runAsGroup is what commands run as, and that
+    uid can write its own directories, on either devcluster."""
+    with _cluster(request, who) as kubeconfig:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        core = client.CoreV1Api(api)
+        namespace = "escape-" + uuid.uuid4().hex[:6]
+        core.create_namespace({"metadata": {"name": namespace}})
+        core.create_namespaced_service_account(
+            namespace, {"metadata": {"name": "ci-fixer-sandbox"}})
+        try:
+            with create_sandbox(image="busybox", kubeconfig=str(kubeconfig), namespace=namespace,
+                                security_profile="restricted", cpu_request="10m",
+                                memory_request="16Mi") as sandbox:
+                result = sandbox.run_command("id -u; id -g; echo ok > /tmp/mine && cat /tmp/mine")
+        finally:
+            core.delete_namespace(namespace)
+            api.close()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [str(RESTRICTED_UID), str(RESTRICTED_UID), "ok"]

@@ -61,6 +61,7 @@ def test_lab_serves_the_notebooks_on_a_devcluster_and_stops_it(tmp_path: Path) -
         output = _read_until(lab.stderr.fileno(), f"http://127.0.0.1:{port}/lab?token=",
                              START_TIMEOUT)
         assert "sandboxkit lab: cluster devcluster at https://127.0.0.1:" in output
+        assert "sandboxkit lab: pods run unprivileged (bubblewrap" in output
         assert mentioning(env["TMPDIR"]), "no devcluster process under TMPDIR"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=10) as answer:
             assert "version" in json.load(answer)
