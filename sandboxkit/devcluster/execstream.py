@@ -46,7 +46,7 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, hdrs, web
 from multidict import MultiMapping
@@ -62,7 +62,21 @@ __all__ = [
     "serve_exec",
 ]
 
-Spawn = Callable[[list[str], bool], Awaitable[asyncio.subprocess.Process]]
+class Spawned(Protocol):
+    """What a spawn returns: an asyncio process, or the runtime's ExecProcess."""
+
+    pid: int
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+Spawn = Callable[[list[str], bool], Awaitable[Spawned]]
 """Starts ``argv`` (with a terminal if the flag is set) in a new session, so its pid is its
 process group id, with ``stdin``/``stdout`` streams and ``stderr`` either a stream or None
 (a terminal merges it into stdout). Raising means the command could not be started: an
@@ -298,7 +312,7 @@ async def serve_exec(
     return ws
 
 
-async def _exit_of(process: asyncio.subprocess.Process) -> int:
+async def _exit_of(process: Spawned) -> int:
     """The process's exit status, as soon as it has exited.
 
     ``Process.wait()`` in Python 3.11 also waits for every pipe to close, which a background
@@ -315,7 +329,7 @@ async def _exit_of(process: asyncio.subprocess.Process) -> int:
     return returncode
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
+def _kill_group(process: Spawned) -> None:
     """SIGKILL the process group the spawn created, unless the process has exited. While
     ``returncode`` is None the pid is unreaped, so the group id cannot have been reused."""
     if process.returncode is None:
@@ -368,7 +382,7 @@ class _Session:
             # Server shutting down, or a bug: never leave the command behind.
             _kill_group(process)
 
-    async def _supervise(self, process: asyncio.subprocess.Process) -> None:
+    async def _supervise(self, process: Spawned) -> None:
         options = self._options
         self._stdin = process.stdin
         if not options.stdin and self._stdin is not None:

@@ -46,7 +46,7 @@ from .podlogs import LogOptions, read_logs
 from .qos import qos_class
 from .quantity import parse_quantity
 from .resources import ResourceType
-from .runtime import Container, ContainerRuntime, ContainerStartError, Mount
+from .runtime import Container, ContainerRuntime, ContainerStartError, ExecProcess, Mount
 from .volumes import claim_dir
 
 __all__ = ["Kubelet", "expand", "go_duration", "qos_class"]
@@ -832,7 +832,7 @@ class Kubelet:
 
     async def start_exec(
         self, pod: Mapping[str, Any], container: str, argv: list[str], tty: bool = False
-    ) -> asyncio.subprocess.Process:
+    ) -> ExecProcess:
         """Start ``argv`` in the (checked) container, joining its namespaces.
 
         A container that is not running is the 500 the API server reports when the kubelet

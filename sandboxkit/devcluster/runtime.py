@@ -72,12 +72,14 @@ __all__ = [
     "Container",
     "ContainerRuntime",
     "ContainerStartError",
+    "ExecProcess",
     "Mount",
     "rfc3339nano",
 ]
 
 ISOLATION_MODES = ("auto", "bwrap", "none")
 MAX_LOG_LINE = 16 * 1024  # containerd's default max_container_log_line_size
+_EXEC_LIMIT = 2**16  # asyncio's default StreamReader buffer, for exec output
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOME = "/root"
 DEFAULT_WORKDIR = "/workspace"
@@ -230,6 +232,47 @@ class Container:
         return await self.wait()
 
 
+@dataclass(eq=False)
+class ExecProcess:
+    """An exec'd command: its process, and streams on the pipes (or terminal) the runtime
+    made for it, owned by the pod's host id so the command may reopen them as
+    ``/dev/stdout`` or ``/proc/self/fd/2`` as it could in a container."""
+
+    process: asyncio.subprocess.Process
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader | None  # None with a terminal, which merges the two
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    async def wait(self) -> int:
+        return await self.process.wait()
+
+    async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes | None]:
+        """As asyncio's: write ``input``, close stdin, read the output to EOF, wait."""
+
+        async def feed() -> None:
+            with contextlib.suppress(ConnectionError):
+                if input:
+                    self.stdin.write(input)
+                    await self.stdin.drain()
+                self.stdin.close()
+
+        async def drain(stream: asyncio.StreamReader | None) -> bytes | None:
+            return None if stream is None else await stream.read()
+
+        _, out, err = await asyncio.gather(feed(), drain(self.stdout), drain(self.stderr))
+        await self.wait()
+        assert out is not None
+        return out, err
+
+
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -358,7 +401,7 @@ class ContainerRuntime:
             self.host_id = None
         self._containers: dict[tuple[str, str], Container] = {}
         self._runs: dict[tuple[str, str], int] = {}
-        self._execs: set[asyncio.subprocess.Process] = set()
+        self._execs: set[ExecProcess] = set()
 
     def _choose(self, wanted: str) -> str:
         if wanted == "none":
@@ -528,14 +571,23 @@ class ContainerRuntime:
         assert user is not None
         info_r, info_w = os.pipe()
         bwrap, fds = self._bwrap_argv(layout, hostname, user)
+        # The container's stdout and stderr belong to its host id, as a runtime's pipes
+        # belong to the container's root: an exec may write to /proc/1/fd/1 (the log).
+        (out_r, out_w), (err_r, err_w) = self._owned_pipe(), self._owned_pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 *bwrap, "--info-fd", str(info_w), "--", *argv,
-                pass_fds=(info_w, *fds), **common,
+                pass_fds=(info_w, *fds), **{**common, "stdout": out_w, "stderr": err_w},
             )
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
         finally:
-            for fd in (info_w, *fds):
+            for fd in (info_w, out_w, err_w, *fds):
                 os.close(fd)
+        process.stdout = await _pipe_reader(out_r)
+        process.stderr = await _pipe_reader(err_r)
         with os.fdopen(info_r, "rb") as info:
             data = await asyncio.to_thread(info.read)
         try:
@@ -545,6 +597,12 @@ class ContainerRuntime:
             raise ContainerStartError("bwrap failed to start the container") from exc
         await _until_set_up(pid, lambda: os.readlink(f"/proc/{pid}/exe") != _BWRAP)
         return process, pid
+
+    def _owned_pipe(self) -> tuple[int, int]:
+        read_fd, write_fd = os.pipe()
+        if self.host_id is not None:
+            os.fchown(write_fd, *self.host_id)  # one inode: both ends change owner
+        return read_fd, write_fd
 
     def _bwrap_argv(self, layout: _Layout, hostname: str,
                     user: tuple[int, int]) -> tuple[list[str], list[int]]:
@@ -613,7 +671,7 @@ class ContainerRuntime:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         tty: bool = False,
-    ) -> asyncio.subprocess.Process:
+    ) -> ExecProcess:
         """Run ``argv`` inside a running container, in its own process group.
 
         With ``tty`` the process gets a pseudo-terminal as controlling terminal; the
@@ -639,9 +697,9 @@ class ContainerRuntime:
         else:
             assert container.user is not None
             uid, gid = container.user
-            # the filter first (on the host), then the pod's namespaces as its uid
-            # As root, become the pod's uid and gid; as the user the pod's ids map to, keep
-            # our own (they *are* those ids there, and setgroups is denied in the namespace).
+            # The filter first (on the host), then the pod's namespaces. As root, become the
+            # pod's uid and gid; as the user the pod's ids map to, keep our own (they *are*
+            # those ids there, and setgroups is denied in the namespace).
             ids = (["-S", str(uid), "-G", str(gid)] if self.host_id is not None
                    else ["--preserve-credentials"])
             prefix = [sys.executable, "-I", "-S", _NSEXEC, str(self._filter),
@@ -656,22 +714,33 @@ class ContainerRuntime:
             prefix += ["setsid", "-c"]
             process = await self._exec_tty([*prefix, *argv], full_env, kwargs)
         else:
-            process = await asyncio.create_subprocess_exec(
-                *prefix, *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=full_env,
-                start_new_session=True,
-                **kwargs,  # type: ignore[arg-type]
-            )
+            # pipes the exec's own uid may reopen (/dev/stdout, /dev/stderr)
+            (in_r, in_w), (out_r, out_w), (err_r, err_w) = (
+                self._owned_pipe(), self._owned_pipe(), self._owned_pipe())
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *prefix, *argv, stdin=in_r, stdout=out_w, stderr=err_w, env=full_env,
+                    start_new_session=True, **kwargs,  # type: ignore[arg-type]
+                )
+            except BaseException:
+                for fd in (in_w, out_r, err_r):
+                    os.close(fd)
+                raise
+            finally:
+                for fd in (in_r, out_w, err_w):
+                    os.close(fd)
+            process = ExecProcess(process, await _pipe_writer(in_w),
+                                  await _pipe_reader(out_r, _EXEC_LIMIT),
+                                  await _pipe_reader(err_r, _EXEC_LIMIT))
         self._execs.add(process)
         return process
 
     async def _exec_tty(
         self, argv: list[str], env: dict[str, str], kwargs: dict[str, object]
-    ) -> asyncio.subprocess.Process:
+    ) -> ExecProcess:
         master, slave = pty.openpty()
+        if self.host_id is not None:
+            os.fchown(slave, *self.host_id)  # the exec's uid may reopen its terminal
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=slave, stdout=slave, stderr=slave, env=env,
@@ -684,12 +753,7 @@ class ContainerRuntime:
         await loop.connect_read_pipe(
             lambda: _PtyProtocol(reader), os.fdopen(master, "rb", buffering=0)
         )
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", buffering=0)
-        )
-        process.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        process.stdout = reader
-        return process
+        return ExecProcess(process, await _pipe_writer(os.dup(master)), reader, None)
 
     # -- teardown ------------------------------------------------------------------------
 
@@ -724,6 +788,22 @@ class _PtyProtocol(asyncio.StreamReaderProtocol):
         if isinstance(exc, OSError) and exc.errno == errno.EIO:
             exc = None
         super().connection_lost(exc)
+
+
+async def _pipe_reader(fd: int, limit: int = MAX_LOG_LINE) -> asyncio.StreamReader:
+    """A StreamReader on the read end of a pipe this process made itself."""
+    reader = asyncio.StreamReader(limit=limit)
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+    return reader
+
+
+async def _pipe_writer(fd: int) -> asyncio.StreamWriter:
+    """A StreamWriter on the write end of a pipe (or a terminal) this process made itself."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0))
+    return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 async def _until_set_up(pid: int, ready: Callable[[], bool], timeout: float = 5.0) -> None:

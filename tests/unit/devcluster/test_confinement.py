@@ -3,6 +3,7 @@ isolation choice. The end-to-end attack is tests/integration/test_escape.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -123,3 +124,25 @@ def test_confined_banner_says_what_pods_still_share(tmp_path: Path) -> None:
     assert "share this machine's network" in text
     if os.geteuid() == 0:
         assert confined.host_id is not None and confined.host_id[0] != 0
+
+
+def test_an_unprivileged_exec_may_reopen_its_own_streams_and_the_log(tmp_path: Path) -> None:
+    """/dev/stdout, /dev/stderr and PID 1's stdout belong to the pod's id, as in a container
+    (scripts write `>&2` as `> /dev/stderr`; `> /proc/1/fd/1` writes to the pod's log)."""
+
+    async def body() -> None:
+        runtime = ContainerRuntime(tmp_path / "node")
+        try:
+            container = await runtime.start_container("pod", "main", ["sleep", "30"], {})
+            proc = await runtime.exec("pod", "main", [
+                "sh", "-c", "echo out > /dev/stdout; echo err > /dev/stderr; "
+                "echo logged > /proc/1/fd/1"])
+            out, err = await proc.communicate()
+            assert (proc.returncode, out, err) == (0, b"out\n", b"err\n")
+            container.signal(9)
+            await container.wait()
+            assert container.log_path.read_text().endswith(" stdout F logged\n")
+        finally:
+            await runtime.shutdown()
+
+    asyncio.run(body())
