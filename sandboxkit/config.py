@@ -34,6 +34,7 @@ __all__ = [
     "quantity_value",
     "validate_dns_label",
     "validate_quantity",
+    "validate_text",
     "validate_timeout",
 ]
 
@@ -128,7 +129,7 @@ def validate_timeout(field_name: str, value: float, example: str) -> None:
                           f"{MAX_SECONDS}", example)
 
 
-def _text(field_name: str, value: object, accepts: str, example: str) -> str:
+def validate_text(field_name: str, value: object, accepts: str, example: str) -> str:
     """``value`` if it is a string the API can carry: JSON bodies and exec URLs are UTF-8
     (a lone surrogate cannot be encoded) and no Kubernetes or Docker field holds a NUL."""
     if not isinstance(value, str):
@@ -184,22 +185,22 @@ def _image(field_name: str, value: Any) -> None:
 
 
 def _absolute_path(field_name: str, value: Any) -> None:
-    if not _text(field_name, value, "an absolute path", "/workspace").startswith("/"):
+    if not validate_text(field_name, value, "an absolute path", "/workspace").startswith("/"):
         raise ConfigError(field_name, value, "must be an absolute path", "/workspace")
 
 
 def _kubeconfig(field_name: str, value: Any) -> None:
     """A path, given as a string or a ``pathlib.Path`` (what ``connect`` takes)."""
     path = os.fspath(value) if isinstance(value, os.PathLike) else value
-    _text(field_name, path, "a path to a kubeconfig file", "~/.kube/config")
+    validate_text(field_name, path, "a path to a kubeconfig file", "~/.kube/config")
 
 
 def _context(field_name: str, value: Any) -> None:
-    _text(field_name, value, "a kubeconfig context name", "kind-kind")
+    validate_text(field_name, value, "a kubeconfig context name", "kind-kind")
 
 
 def _docker_network(field_name: str, value: Any) -> None:
-    name = _text(field_name, value, "a Docker network name", "bridge")
+    name = validate_text(field_name, value, "a Docker network name", "bridge")
     if not name or not name.isprintable() or " " in name:
         raise ConfigError(field_name, value, "must name a Docker network", "bridge")
 
@@ -233,7 +234,7 @@ def _env(field_name: str, value: Any) -> None:
     for key, item in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
             raise ConfigError(field_name, key, "not a valid environment variable name", "CI=1")
-        _text(f"{field_name}[{key}]", item, "a string", "1")
+        validate_text(f"{field_name}[{key}]", item, "a string", "1")
 
 
 _RESOURCE_EXAMPLES = {"cpu_request": "250m", "memory_request": "512Mi", "cpu_limit": "1",

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from .. import metrics
-from ..config import SandboxConfig
+from ..config import SandboxConfig, validate_text, validate_timeout
 from ..errors import CommandTimeout, ConfigError
 from ..models import CommandResult, SandboxStatus
 
@@ -135,8 +135,12 @@ class Sandbox(ABC):
 
     def _timed_execute(self, cmd: str, **options: Any) -> CommandResult:
         """:meth:`_execute`, measured: the one place every backend's commands pass, so
-        durations and errors are recorded once (:mod:`sandboxkit.metrics`). A timeout counts
+        durations and errors are recorded once (:mod:`sandboxkit.metrics`), and the command
+        and timeout are checked once, before any backend sees them (ConfigError). A timeout counts
         both as an error and, with the time it ran, as a duration."""
+        validate_text("cmd", cmd, "a shell command string", "echo hello")
+        if options.get("timeout") is not None:
+            validate_timeout("timeout", options["timeout"], "60")
         backend = self.config.execution_backend
         started = time.perf_counter()
         try:

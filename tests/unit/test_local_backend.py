@@ -71,3 +71,22 @@ def test_teardown_kills_background_processes_and_removes_the_directory(
         os.close(watch)
     assert not path.exists()
     assert sandbox.status().gone
+
+
+@pytest.mark.parametrize(("cmd", "timeout", "field"), [
+    ("echo \x00", None, "cmd"), ("echo \ud800", None, "cmd"), (b"echo", None, "cmd"),
+    (None, None, "cmd"), ("true", float("nan"), "timeout"), ("true", float("inf"), "timeout"),
+    ("true", -1, "timeout"), ("true", True, "timeout"), ("true", "5", "timeout"),
+])
+def test_bad_commands_and_timeouts_are_config_errors_before_anything_runs(
+    sandbox: LocalSandbox, cmd: object, timeout: object, field: str,
+) -> None:
+    """Every backend's commands pass one check (Sandbox._timed_execute): the local one,
+    which would otherwise fail with ValueError on a NUL, stands for all."""
+    from sandboxkit.errors import ConfigError
+
+    for run in (sandbox.run_command, lambda c, **kw: sandbox.stream(
+            c, on_stdout=None, on_stderr=None, **kw)):
+        with pytest.raises(ConfigError, match=field):
+            run(cmd, timeout=timeout)  # type: ignore[arg-type]
+    assert sandbox.run_command("echo still fine").stdout == "still fine\n"
