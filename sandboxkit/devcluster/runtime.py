@@ -31,8 +31,8 @@ their own session (``none``), with all of the devcluster's privileges, and
 :meth:`ContainerRuntime.describe` says so in words; ``bwrap`` makes that a start-up error.
 
 Volumes are bind mounts of host directories (``readOnly`` as a read-only bind) laid over
-that view, passed to bubblewrap as open file descriptors so that the unprivileged side
-never needs a path into the devcluster's directory.
+that view. bubblewrap opens them by path as the pods' unprivileged id, so they live where
+that id can reach them (see :func:`_make_reachable`) and are given to it resolved.
 
 Execs join the container's namespaces with ``nsenter`` under the same filter (loaded by
 :mod:`.nsexec` first) and, for uid 0, with every capability dropped by ``setpriv``; they
@@ -393,7 +393,8 @@ class ContainerRuntime:
         self._remove_staging = weakref.finalize(self, _remove_staging, staging, self.root_dir)
         self.root_dir.mkdir(parents=True, exist_ok=True)
         self._filter = self.root_dir / "seccomp.bpf"
-        self._masked = frozenset(str(Path(p).resolve()) for p in hidden)
+        self._masked = (frozenset(str(Path(p).resolve()) for p in hidden)
+                        | _secrets_under(_SCANNED_FOR_SECRETS))
         self._why = ""
         self.isolation = "bwrap"  # the probe in _choose lays out a container as it would run
         self.isolation = self._choose(isolation)
@@ -425,16 +426,14 @@ class ContainerRuntime:
             write_filter(self._filter)
         except SeccompUnavailable as exc:
             return str(exc)
-        self._masked |= _secrets_under(_SCANNED_FOR_SECRETS)
         probe = self._layout("probe", "probe", 0, "/")
         try:
-            argv, fds = self._bwrap_argv(probe, "probe", (0, 0))
+            argv, filter_fd = self._bwrap_argv(probe, "probe", (0, 0))
             try:
-                result = subprocess.run([*argv, "--", "true"], pass_fds=fds,
+                result = subprocess.run([*argv, "--", "true"], pass_fds=(filter_fd,),
                                         capture_output=True, timeout=10)
             finally:
-                for fd in fds:
-                    os.close(fd)
+                os.close(filter_fd)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bubblewrap could not run: {exc}"
         finally:
@@ -570,21 +569,22 @@ class ContainerRuntime:
             return process, process.pid
         assert user is not None
         info_r, info_w = os.pipe()
-        bwrap, fds = self._bwrap_argv(layout, hostname, user)
+        bwrap, filter_fd = self._bwrap_argv(layout, hostname, user)
         # The container's stdout and stderr belong to its host id, as a runtime's pipes
         # belong to the container's root: an exec may write to /proc/1/fd/1 (the log).
         (out_r, out_w), (err_r, err_w) = self._owned_pipe(), self._owned_pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 *bwrap, "--info-fd", str(info_w), "--", *argv,
-                pass_fds=(info_w, *fds), **{**common, "stdout": out_w, "stderr": err_w},
+                pass_fds=(info_w, filter_fd),
+                **{**common, "stdout": out_w, "stderr": err_w},
             )
         except BaseException:
             os.close(out_r)
             os.close(err_r)
             raise
         finally:
-            for fd in (info_w, out_w, err_w, *fds):
+            for fd in (info_w, out_w, err_w, filter_fd):
                 os.close(fd)
         process.stdout = await _pipe_reader(out_r)
         process.stderr = await _pipe_reader(err_r)
@@ -605,15 +605,10 @@ class ContainerRuntime:
         return read_fd, write_fd
 
     def _bwrap_argv(self, layout: _Layout, hostname: str,
-                    user: tuple[int, int]) -> tuple[list[str], list[int]]:
-        """bubblewrap's command line for a container, and the descriptors it names (open:
-        the caller passes them to bwrap and closes them)."""
-        fds: list[int] = []
-
-        def fd_of(path: Path, flags: int = os.O_PATH) -> str:
-            fds.append(os.open(path, flags | os.O_CLOEXEC))
-            return str(fds[-1])
-
+                    user: tuple[int, int]) -> tuple[list[str], int]:
+        """bubblewrap's command line for a container, and the descriptor of the seccomp
+        filter it names (open: the caller passes it to bwrap and closes it)."""
+        filter_fd = os.open(self._filter, os.O_RDONLY | os.O_CLOEXEC)
         argv = []
         if self.host_id is not None:
             uid, gid = self.host_id
@@ -635,10 +630,10 @@ class ContainerRuntime:
         argv += [*_DEV, "--proc", "/proc", "--dir", "/var"]
         for target, source in layout.mounts():
             read_only = any(v.read_only and v.target == target for v in layout.volumes)
-            argv += ["--ro-bind-fd" if read_only else "--bind-fd", fd_of(source), target]
-        argv += ["--remount-ro", "/", "--chdir", layout.cwd, "--seccomp",
-                 fd_of(self._filter, os.O_RDONLY)]
-        return argv, fds
+            # resolved here: the unprivileged id cannot walk DIR/node's closed parents
+            argv += ["--ro-bind" if read_only else "--bind", os.path.realpath(source), target]
+        argv += ["--remount-ro", "/", "--chdir", layout.cwd, "--seccomp", str(filter_fd)]
+        return argv, filter_fd
 
     def _masks(self) -> list[str]:
         """bubblewrap options covering each masked path the pod's view would show: an
