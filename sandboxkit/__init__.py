@@ -4,6 +4,9 @@
 backend (which imports the ``kubernetes`` client, about half a second) loads on first use of
 ``KubernetesSandbox`` or ``create_sandbox``. IPython and ipywidgets are never imported here:
 ``load_ipython_extension`` imports :mod:`sandboxkit.magics` when IPython calls it.
+
+Every error type is here too, so ``except sandboxkit.CommandTimeout`` works without knowing
+which module raises it (the tree is drawn in :mod:`sandboxkit.errors`).
 """
 
 from __future__ import annotations
@@ -11,25 +14,63 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import SandboxConfig
+from .errors import (
+    BackendUnavailable,
+    CommandFailed,
+    CommandTimeout,
+    ConfigError,
+    ExecError,
+    ExecProtocolError,
+    ImagePullError,
+    PermissionDenied,
+    PodSecurityViolation,
+    QuotaExceeded,
+    SandboxError,
+    SandboxGone,
+    SandboxNotFound,
+    SandboxStartupError,
+    ServiceAccountMissing,
+    StartupTimeout,
+    Unschedulable,
+)
 from .models import CommandResult, SandboxStatus
 
 if TYPE_CHECKING:
     from .backends.base import Sandbox
     from .backends.kubernetes.sandbox import KubernetesSandbox
     from .diagnostics import diagnose, preflight
-    from .sandbox import create_sandbox
+    from .factory import create_sandbox
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailable",
+    "ClusterHandle",
+    "CommandFailed",
     "CommandResult",
+    "CommandTimeout",
+    "ConfigError",
+    "ExecError",
+    "ExecProtocolError",
+    "ImagePullError",
     "KubernetesSandbox",
+    "PermissionDenied",
+    "PodSecurityViolation",
+    "QuotaExceeded",
     "Sandbox",
     "SandboxConfig",
+    "SandboxError",
+    "SandboxGone",
+    "SandboxNotFound",
+    "SandboxStartupError",
     "SandboxStatus",
+    "ServiceAccountMissing",
+    "StartupTimeout",
+    "Unschedulable",
     "__version__",
     "create_sandbox",
     "diagnose",
+    "ensure_cluster",
     "load_ipython_extension",
     "preflight",
     "unload_ipython_extension",
@@ -37,9 +78,11 @@ __all__ = [
 
 _LAZY = {
     "KubernetesSandbox": ("sandboxkit.backends.kubernetes.sandbox", "KubernetesSandbox"),
+    "ClusterHandle": ("sandboxkit.fallback", "ClusterHandle"),
     "Sandbox": ("sandboxkit.backends.base", "Sandbox"),
-    "create_sandbox": ("sandboxkit.sandbox", "create_sandbox"),
+    "create_sandbox": ("sandboxkit.factory", "create_sandbox"),
     "diagnose": ("sandboxkit.diagnostics", "diagnose"),
+    "ensure_cluster": ("sandboxkit.fallback", "ensure_cluster"),
     "preflight": ("sandboxkit.diagnostics", "preflight"),
 }
 

@@ -23,13 +23,13 @@ from urllib3.exceptions import HTTPError
 from . import rbac
 from .backends.kubernetes.client import connect
 from .backends.kubernetes.lifecycle import request_json, watch
-from .cluster import ensure_cluster
 from .errors import PermissionDenied, SandboxError, SandboxStartupError
+from .fallback import ensure_cluster
 
 if TYPE_CHECKING:
     from .backends.kubernetes.client import Connection
     from .backends.kubernetes.sandbox import KubernetesSandbox
-    from .cluster import ClusterHandle
+    from .fallback import ClusterHandle
 
 __all__ = ["BROKEN_IMAGE", "COMMANDS", "DEFAULT_IMAGE", "DEFAULT_NAMESPACE", "run"]
 

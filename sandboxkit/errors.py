@@ -17,6 +17,7 @@
     ├── SandboxGone                  the pod disappeared under a command
     ├── CommandTimeout               a command outlived its timeout (output so far attached)
     ├── CommandFailed                check=True and the command exited non-zero
+    ├── ExecError                    the server refused or failed the exec itself (its Status)
     └── ExecProtocolError            the exec stream ended without a readable status
 
 A command that exits non-zero is a result, not an error, unless ``check=True``.
@@ -24,7 +25,7 @@ A command that exits non-zero is a result, not an error, unless ``check=True``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import CommandResult
@@ -34,6 +35,7 @@ __all__ = [
     "CommandFailed",
     "CommandTimeout",
     "ConfigError",
+    "ExecError",
     "ExecProtocolError",
     "ImagePullError",
     "PermissionDenied",
@@ -185,6 +187,22 @@ class CommandFailed(SandboxError):
         tail = result.stderr.strip().splitlines()[-1:] if result.stderr else []
         detail = f": {tail[0]}" if tail else ""
         super().__init__(f"command exited with {result.exit_code}{detail}: {result.command}")
+
+
+class ExecError(SandboxError):
+    """The server reported a failure that is not the command's exit status: the container
+    is not running or not found, the runtime could not start the command, the upgrade was
+    refused. ``reason`` and ``code`` come from the Kubernetes Status, kept whole in
+    ``status``."""
+
+    def __init__(
+        self, message: str, *, reason: str = "", code: int | None = None,
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        self.reason = reason
+        self.code = code
+        self.status = status or {}
+        super().__init__(message)
 
 
 class ExecProtocolError(SandboxError):

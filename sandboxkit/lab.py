@@ -1,7 +1,7 @@
 """``sandboxkit lab``: JupyterLab on the tutorials, with a cluster to run them against.
 
 JupyterLab runs as a child process of this one rather than replacing it (no ``exec``):
-this process holds the :class:`~sandboxkit.cluster.ClusterHandle`, so a devcluster it
+this process holds the :class:`~sandboxkit.ClusterHandle`, so a devcluster it
 started stops when JupyterLab exits -- and, being tied to this process, also when this
 process is killed. Kernels inherit ``KUBECONFIG`` from the environment set here, so
 ``%sandbox_up`` in any notebook reaches the same cluster.
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cluster import ensure_cluster
+from .fallback import ensure_cluster
 
 __all__ = ["lab_command", "run_lab"]
 

@@ -10,7 +10,7 @@ a recycled pid is never mistaken for the server, and a server run in the foregro
 background one. ``start`` holds a lock on the directory from its check to the server's
 readiness, so concurrent starts on one directory yield one server, not several orphans.
 
-A server started for one process (``DevCluster``, ``sandboxkit.cluster.ensure_cluster``)
+A server started for one process (``DevCluster``, ``sandboxkit.ensure_cluster``)
 is told that process's pid and stops when it exits, however it exits: a notebook kernel
 killed by nbmake or a SIGKILLed test runner leaves no server behind. The server watches a
 pidfd rather than using ``PR_SET_PDEATHSIG``, which fires when the starting *thread* ends

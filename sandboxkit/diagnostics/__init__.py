@@ -8,8 +8,8 @@ words as evidence, and the command or manifest change that fixes it.
 
 from __future__ import annotations
 
+from .diagnose import diagnose
 from .preflight import preflight
 from .report import Diagnosis, Finding
-from .sandbox import diagnose
 
 __all__ = ["Diagnosis", "Finding", "diagnose", "preflight"]

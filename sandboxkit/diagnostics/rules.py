@@ -54,7 +54,7 @@ def event_line(event: dict[str, Any]) -> str:
 def sandbox_findings(name: str, namespace: str, job: dict[str, Any],
                      pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[Finding]:
     """What is wrong with the sandbox whose Job is ``job`` (never None here: a missing Job
-    needs API reads to explain, see :mod:`.sandbox`), or one "ok" finding."""
+    needs API reads to explain, see :mod:`.diagnose`), or one "ok" finding."""
     events = sorted(events, key=event_time)
     findings: list[Finding] = []
     if job.get("metadata", {}).get("deletionTimestamp"):

@@ -39,8 +39,8 @@ from ..errors import (
     SandboxNotFound,
     one_line,
 )
+from ..factory import create_sandbox
 from ..models import CommandResult
-from ..sandbox import create_sandbox
 from .options import (
     parse_env,
     resource_overrides,
@@ -505,9 +505,9 @@ class SandboxMagics(Magics):
         atexit.register(self.shutdown)
 
     def _panel(self, sandbox: Sandbox) -> Any:
-        from ..widgets import SandboxStatus
+        from ..widgets import StatusPanel
 
-        panel = SandboxStatus(sandbox)
+        panel = StatusPanel(sandbox)
         self._panels.append(panel)
         return panel
 

@@ -8,13 +8,13 @@ where it is missing). Panels take their status from a :class:`sandboxkit.feed.Na
 
 from __future__ import annotations
 
-from .panels import SandboxList, SandboxStatus
+from .panels import ListPanel, StatusPanel
 from .render import TONE_COLOURS, render_list, render_notice, render_status, tone
 
 __all__ = [
     "TONE_COLOURS",
-    "SandboxList",
-    "SandboxStatus",
+    "ListPanel",
+    "StatusPanel",
     "render_list",
     "render_notice",
     "render_status",

@@ -1,5 +1,5 @@
-"""Live panels for notebooks: one sandbox (:class:`SandboxStatus`) or a namespace
-(:class:`SandboxList`), updated by a :class:`sandboxkit.feed.NamespaceFeed` subscription
+"""Live panels for notebooks: one sandbox (:class:`StatusPanel`) or a namespace
+(:class:`ListPanel`), updated by a :class:`sandboxkit.feed.NamespaceFeed` subscription
 rather than by polling.
 
 Why wrappers around an ipywidgets ``VBox`` (``.widget``) and not subclasses: the same
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..backends.base import Sandbox
     from ..feed import NamespaceFeed, Subscription
 
-__all__ = ["SandboxList", "SandboxStatus"]
+__all__ = ["ListPanel", "StatusPanel"]
 
 # How long a new panel waits for its feed's first lists before showing "waiting".
 SYNC_TIMEOUT = 10.0
@@ -115,7 +115,7 @@ class _Panel:
         return {**bundle, "text/plain": repr(self), "text/html": self.html}
 
 
-class SandboxStatus(_Panel):
+class StatusPanel(_Panel):
     """A sandbox's live status with Refresh, Diagnose and Tear down buttons.
 
     ``feed`` defaults to the sandbox's own (``sandbox.status_feed()``, shared by every
@@ -144,7 +144,7 @@ class SandboxStatus(_Panel):
 
     def __repr__(self) -> str:
         state = self.status.display_status if self.status else "waiting"
-        return f"<SandboxStatus {self.sandbox.name}: {state}>"
+        return f"<StatusPanel {self.sandbox.name}: {state}>"
 
     def _update(self, status: models.SandboxStatus) -> None:
         with self._lock:
@@ -187,7 +187,7 @@ class SandboxStatus(_Panel):
             self.refresh()
 
 
-class SandboxList(_Panel):
+class ListPanel(_Panel):
     """Every sandbox in a namespace, live, from the namespace's shared feed.
 
     ``feed`` defaults to the one for ``namespace`` (None: the kubeconfig context's) on
@@ -213,7 +213,7 @@ class SandboxList(_Panel):
             self._show(note=render_notice(_waiting(feed, sync_timeout)))
 
     def __repr__(self) -> str:
-        return f"<SandboxList {self.feed.namespace}: {len(self.statuses)} sandboxes>"
+        return f"<ListPanel {self.feed.namespace}: {len(self.statuses)} sandboxes>"
 
     def _changed(self, _status: models.SandboxStatus) -> None:
         self.refresh()

@@ -19,8 +19,8 @@ import pytest
 from cluster_support import no_cluster_env, wait_exit
 
 from sandboxkit.backends.kubernetes.client import connect
-from sandboxkit.cluster import ClusterHandle, ensure_cluster
 from sandboxkit.devcluster.process import LOG_FILE, running
+from sandboxkit.fallback import ClusterHandle, ensure_cluster
 
 EXIT_TIMEOUT = 30.0
 
@@ -71,7 +71,7 @@ def _check_started(handle: ClusterHandle, directory: Path) -> None:
 _STARTER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from sandboxkit.cluster import ensure_cluster
+    from sandboxkit.fallback import ensure_cluster
     from sandboxkit.devcluster.process import running
 
     handle = ensure_cluster(directory=sys.argv[1])

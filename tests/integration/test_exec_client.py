@@ -24,12 +24,11 @@ from sandboxkit.backends.kubernetes.exec import (
     STATUS_GRACE,
     V4_PROTOCOL,
     V5_PROTOCOL,
-    ExecError,
     TextCallback,
     run_exec,
 )
 from sandboxkit.backends.wrapper import WRAPPER
-from sandboxkit.errors import CommandTimeout, PermissionDenied, SandboxGone
+from sandboxkit.errors import CommandTimeout, ExecError, PermissionDenied, SandboxGone
 from sandboxkit.models import CommandResult
 
 PROTOCOLS = [pytest.param([V5_PROTOCOL, V4_PROTOCOL], id="v5"),

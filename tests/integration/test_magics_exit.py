@@ -43,7 +43,7 @@ def test_kernel_exit_deletes_unkept_sandboxes(kubeconfig: Path, api_client: Any,
             capture_output=True, text=True, timeout=120, check=False)
         output = done.stdout + done.stderr
         assert done.returncode == 0, output
-        assert "<SandboxStatus at-exit: Running>" in output
+        assert "<StatusPanel at-exit: Running>" in output
         assert "sandboxkit: deleted at-exit" in output, output
         assert "Traceback" not in output and "could not delete" not in output, output
         jobs = {job.metadata.name: job for job in batch.list_namespaced_job(namespace).items}

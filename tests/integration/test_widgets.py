@@ -16,10 +16,10 @@ from feed_support import feed_threads
 from sandbox_support import MakeSandbox
 from workload_support import TIMEOUT
 
-from sandboxkit.widgets import TONE_COLOURS, SandboxList, SandboxStatus, tone
+from sandboxkit.widgets import TONE_COLOURS, ListPanel, StatusPanel, tone
 
 
-def _wait_until(panel: SandboxStatus | SandboxList, predicate: Callable[[], bool]) -> None:
+def _wait_until(panel: StatusPanel | ListPanel, predicate: Callable[[], bool]) -> None:
     """Block until ``predicate`` holds, re-checked whenever the widget's HTML changes."""
     reached = threading.Event()
     view = panel.widget.children[0]
@@ -38,7 +38,7 @@ def _wait_until(panel: SandboxStatus | SandboxList, predicate: Callable[[], bool
 
 def test_panel_follows_the_sandbox_until_it_is_gone(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox().init()
-    panel = SandboxStatus(sandbox)
+    panel = StatusPanel(sandbox)
     try:
         assert panel.status is not None and panel.status.running  # synced on construction
         view = panel.widget.children[0]
@@ -65,8 +65,8 @@ def test_panels_and_a_list_share_one_feed_and_leave_no_thread(
 ) -> None:
     first, second = make_sandbox().init(), make_sandbox().init()
     before = set(threading.enumerate())
-    panels = [SandboxStatus(first), SandboxStatus(second)]
-    listing = SandboxList(namespace, connection=first.connection)
+    panels = [StatusPanel(first), StatusPanel(second)]
+    listing = ListPanel(namespace, connection=first.connection)
     try:
         assert panels[0].feed is panels[1].feed is listing.feed
         assert len(feed_threads(namespace)) == 3
@@ -87,7 +87,7 @@ def test_panels_and_a_list_share_one_feed_and_leave_no_thread(
 
 def test_refresh_button(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox().init()
-    panel = SandboxStatus(sandbox)
+    panel = StatusPanel(sandbox)
     try:
         panel._release()  # no feed from here on: only Refresh can change the panel
         sandbox.teardown()
@@ -101,7 +101,7 @@ def test_refresh_button(make_sandbox: MakeSandbox) -> None:
 
 def test_diagnose_shows_the_diagnosis(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox().init()
-    panel = SandboxStatus(sandbox)
+    panel = StatusPanel(sandbox)
     try:
         panel.buttons["Diagnose"].click()
         note = panel.widget.children[2].value
@@ -118,11 +118,11 @@ sys.modules["ipywidgets"] = None  # as if not installed
 sys.modules["IPython"] = None
 import sandboxkit.widgets
 from sandboxkit import KubernetesSandbox
-from sandboxkit.widgets import SandboxList, SandboxStatus
+from sandboxkit.widgets import ListPanel, StatusPanel
 name, namespace, kubeconfig = sys.argv[1:4]
 sandbox = KubernetesSandbox.attach(name, namespace, kubeconfig=kubeconfig)
-panel = SandboxStatus(sandbox)
-listing = SandboxList(namespace, connection=sandbox.connection)
+panel = StatusPanel(sandbox)
+listing = ListPanel(namespace, connection=sandbox.connection)
 result = {
     "widget": [panel.widget, listing.widget],
     "status": panel.status.display_status,

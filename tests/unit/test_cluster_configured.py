@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandboxkit.cluster import ensure_cluster
 from sandboxkit.errors import ConfigError
+from sandboxkit.fallback import ensure_cluster
 
 
 def _write_kubeconfig(path: Path, context: str) -> Path:

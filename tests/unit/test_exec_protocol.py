@@ -22,7 +22,7 @@ import pytest
 
 from sandboxkit.backends.kubernetes import exec as ex
 from sandboxkit.backends.wrapper import WRAPPER
-from sandboxkit.errors import ExecProtocolError
+from sandboxkit.errors import ExecError, ExecProtocolError
 
 NONCE = "0123456789abcdef0123456789abcdef"
 TAG = b"\x00sbxk:" + NONCE.encode() + b":"
@@ -121,7 +121,7 @@ def test_unreadable_status_is_never_an_exit_code(status: dict[str, Any]) -> None
 
 
 def test_other_failures_are_exec_errors() -> None:
-    with pytest.raises(ex.ExecError) as caught:
+    with pytest.raises(ExecError) as caught:
         ex._status_exit_code({"status": "Failure", "reason": "InternalError", "code": 500,
                               "message": "container not running"})
     assert (caught.value.reason, caught.value.code) == ("InternalError", 500)

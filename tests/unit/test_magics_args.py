@@ -215,7 +215,7 @@ def run_magic(name: str, *texts: str) -> tuple[BaseException | None, Unreachable
         created.append(Unreachable(config))
         return created[-1]
 
-    with mock.patch("sandboxkit.sandbox.backend_class", lambda _name: make):
+    with mock.patch("sandboxkit.factory.backend_class", lambda _name: make):
         try:
             getattr(magics, name)(*texts)
         except Exception as exc:

@@ -19,7 +19,7 @@ FAILS_MARK = "# fails on purpose:"
 FAIL_TAG = "raises-exception"
 # nbclient and nbmake act on these; anything else is a typo that would be ignored.
 KNOWN_TAGS = {FAIL_TAG, "skip-execution"}
-CLUSTER_CELL = "from sandboxkit.cluster import ensure_cluster"
+CLUSTER_CELL = "from sandboxkit import ensure_cluster"
 
 
 def test_the_three_tutorials_are_there() -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ...errors import ExecError
     from .client import Connection, connect
-    from .exec import ExecError, run_exec
+    from .exec import run_exec
     from .sandbox import KubernetesSandbox
 
 __all__ = ["Connection", "ExecError", "KubernetesSandbox", "connect", "run_exec"]
@@ -18,7 +19,7 @@ __all__ = ["Connection", "ExecError", "KubernetesSandbox", "connect", "run_exec"
 _LAZY = {
     "Connection": ".client",
     "connect": ".client",
-    "ExecError": ".exec",
+    "ExecError": "...errors",
     "run_exec": ".exec",
     "KubernetesSandbox": ".sandbox",
 }

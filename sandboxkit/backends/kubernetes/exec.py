@@ -106,6 +106,7 @@ import websocket
 
 from ...errors import (
     CommandTimeout,
+    ExecError,
     ExecProtocolError,
     PermissionDenied,
     SandboxError,
@@ -119,7 +120,6 @@ __all__ = [
     "CHANNEL_PROTOCOLS",
     "DEFAULT_OUTPUT_LIMIT",
     "STATUS_GRACE",
-    "ExecError",
     "OutputCallback",
     "TextCallback",
     "kill_process_group",
@@ -159,21 +159,6 @@ _SPOOL_MEMORY = 8 << 20
 _START_WAIT = 1.0  # on interrupt, how long to wait for the start marker (the pgid)
 _KILL_TIMEOUT = 15.0
 
-
-
-class ExecError(SandboxError):
-    """The server reported a failure that is not the command's exit status: the container
-    is not running or not found, the runtime could not start the command, the upgrade was
-    refused. ``reason`` and ``code`` come from the Kubernetes Status."""
-
-    def __init__(
-        self, message: str, *, reason: str = "", code: int | None = None,
-        status: dict[str, Any] | None = None,
-    ) -> None:
-        self.reason = reason
-        self.code = code
-        self.status = status or {}
-        super().__init__(message)
 
 
 # -- public entry points --------------------------------------------------------------------

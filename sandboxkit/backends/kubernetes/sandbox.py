@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 from ... import metrics
 from ...config import SANDBOX_APP_LABEL, SandboxConfig
 from ...errors import (
+    ExecError,
     ExecProtocolError,
     PermissionDenied,
     SandboxError,
@@ -30,7 +31,7 @@ from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from . import files as _files
 from .client import Connection, connect
-from .exec import ExecError, run_exec
+from .exec import run_exec
 from .lifecycle import (
     JobRef,
     container_status,
