@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .backends.base import Sandbox
     from .backends.kubernetes.sandbox import KubernetesSandbox
     from .diagnostics import diagnose, preflight
-    from .factory import create_sandbox
+    from .factory import attach_sandbox, create_sandbox
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,7 @@ __all__ = [
     "StartupTimeout",
     "Unschedulable",
     "__version__",
+    "attach_sandbox",
     "create_sandbox",
     "diagnose",
     "ensure_cluster",
@@ -80,6 +81,7 @@ _LAZY = {
     "KubernetesSandbox": ("sandboxkit.backends.kubernetes.sandbox", "KubernetesSandbox"),
     "ClusterHandle": ("sandboxkit.fallback", "ClusterHandle"),
     "Sandbox": ("sandboxkit.backends.base", "Sandbox"),
+    "attach_sandbox": ("sandboxkit.factory", "attach_sandbox"),
     "create_sandbox": ("sandboxkit.factory", "create_sandbox"),
     "diagnose": ("sandboxkit.diagnostics", "diagnose"),
     "ensure_cluster": ("sandboxkit.fallback", "ensure_cluster"),

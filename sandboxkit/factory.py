@@ -1,4 +1,4 @@
-"""``create_sandbox``: the backend-neutral entry point.
+"""``create_sandbox`` and ``attach_sandbox``: the backend-neutral entry points.
 
 Callers that do not care where commands run (the agent, the CLI, the magics) ask for a
 sandbox here; ``execution_backend`` (``EXECUTION_BACKEND`` in the environment, as in the
@@ -12,7 +12,7 @@ from typing import Any
 from .backends import Sandbox, backend_class
 from .config import SandboxConfig
 
-__all__ = ["create_sandbox"]
+__all__ = ["attach_sandbox", "create_sandbox"]
 
 
 def create_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox:
@@ -27,3 +27,14 @@ def create_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> San
     resolved = SandboxConfig.resolve(config, **overrides)
     cls = backend_class(resolved.execution_backend)
     return cls(config=resolved)  # type: ignore[call-arg]
+
+
+def attach_sandbox(name: str, config: SandboxConfig | None = None, **overrides: Any) -> Sandbox:
+    """Take over the running sandbox ``name`` on the configured backend (after a kernel
+    restart, from another process): the backend-neutral :meth:`Sandbox.attach`.
+
+    Raises :class:`~sandboxkit.errors.SandboxNotFound` when there is none of that name, and
+    :class:`~sandboxkit.errors.SandboxGone` when it can no longer run commands.
+    """
+    resolved = SandboxConfig.resolve(config, **overrides)
+    return backend_class(resolved.execution_backend).attach(name, config=resolved)

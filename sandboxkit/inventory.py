@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .backends.kubernetes.client import Connection, connected
-from .backends.kubernetes.lifecycle import JobRef, delete_job, request_json
-from .backends.kubernetes.status import newest_pod, sandbox_status
-from .manifests import OWNER_ANNOTATION, owner_process, sandbox_selector
+from .backends.kubernetes.lifecycle import JobRef, delete_job
+from .backends.kubernetes.status import list_statuses
+from .manifests import OWNER_ANNOTATION, owner_process
 from .models import SandboxStatus
 
 if TYPE_CHECKING:
@@ -41,36 +41,6 @@ __all__ = ["COLUMNS", "GC_COLUMNS", "gc", "gc_reason", "list_sandboxes"]
 COLUMNS = ("name", "namespace", "phase", "status", "pod", "node", "image", "age", "created",
            "owner", "cpu", "memory")
 GC_COLUMNS = ("name", "namespace", "reason", "deleted")
-
-
-def _list(conn: Connection, kind: str, namespace: str | None,
-          all_namespaces: bool) -> list[dict[str, Any]]:
-    """Every sandbox Job (``kind`` "job") or sandbox pod ("pod"): one list call."""
-    api = conn.batch() if kind == "job" else conn.core()
-    if all_namespaces:
-        call = getattr(api, f"list_{kind}_for_all_namespaces")
-        listing = request_json(call, label_selector=sandbox_selector())
-    else:
-        call = getattr(api, f"list_namespaced_{kind}")
-        listing = request_json(call, namespace or conn.namespace,
-                               label_selector=sandbox_selector())
-    return listing.get("items") or []
-
-
-def _statuses(jobs: list[dict[str, Any]],
-              pods: list[dict[str, Any]]) -> list[tuple[dict[str, Any], SandboxStatus]]:
-    """Each Job with its status, its newest pod found by ownerReferences (the Job's uid)."""
-    owned: dict[str, list[dict[str, Any]]] = {}
-    for pod in pods:
-        for ref in pod["metadata"].get("ownerReferences") or []:
-            owned.setdefault(ref.get("uid", ""), []).append(pod)
-    result = []
-    for job in jobs:
-        meta = job["metadata"]
-        pod = newest_pod(owned.get(meta.get("uid", ""), []))
-        result.append((job, sandbox_status(meta["name"], meta.get("namespace", ""), job, pod,
-                                           [])))
-    return result
 
 
 def _request_limit(status: SandboxStatus, resource: str) -> str:
@@ -91,8 +61,7 @@ def list_sandboxes(
 
     now = datetime.now(UTC)
     with connected(connection) as conn:
-        jobs = _list(conn, "job", namespace, all_namespaces)
-        pods = _list(conn, "pod", namespace, all_namespaces)
+        listed = list_statuses(conn, namespace, all_namespaces=all_namespaces)
     rows = [{
         "name": status.name,
         "namespace": status.namespace,
@@ -106,7 +75,7 @@ def list_sandboxes(
         "owner": (job["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION, ""),
         "cpu": _request_limit(status, "cpu"),
         "memory": _request_limit(status, "memory"),
-    } for job, status in _statuses(jobs, pods)]
+    } for job, status in listed]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     return frame.sort_values(["namespace", "name"], ignore_index=True)
@@ -174,7 +143,7 @@ def gc(
     rows = []
     with connected(connection) as conn:
         # The Jobs alone decide: a sandbox's phase and owner are the Job's.
-        for job, status in _statuses(_list(conn, "job", namespace, False), []):
+        for job, status in list_statuses(conn, namespace, with_pods=False):
             reason = gc_reason(job, status, now=now, host=host)
             if reason is None:
                 continue

@@ -98,6 +98,37 @@ class Sandbox(ABC):
     def teardown(self, wait: bool = False) -> None:
         """Delete the sandbox; idempotent. ``wait=True`` returns only once it is gone."""
 
+    @classmethod
+    @abstractmethod
+    def attach(cls, name: str, *, config: SandboxConfig | None = None,
+               **overrides: Any) -> Self:
+        """Take over a running sandbox by name (after a kernel restart, from another
+        process), ready for commands.
+
+        Raises :class:`SandboxNotFound` when there is no sandbox of that name where
+        ``config`` points, and SandboxGone when it exists but can no longer run commands.
+        """
+
+    @classmethod
+    @abstractmethod
+    def list_sandboxes(cls, config: SandboxConfig | None = None) -> list[SandboxStatus]:
+        """A status per sandbox of this backend where ``config`` points (a Kubernetes
+        namespace, a Docker daemon, this user's local directory), oldest first."""
+
+    def logs(self, tail: int | None = None) -> str:
+        """What the sandbox's main process wrote (``kubectl logs``, ``docker logs``), the last
+        ``tail`` lines only when given; decoded as UTF-8 with replacement. Command output is
+        not in it: commands return their own. A ``tail`` that is not a count of lines is a
+        ConfigError."""
+        if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int)
+                                 or tail < 0):
+            raise ConfigError("tail", tail, "a number of lines, 0 or more", "100")
+        return self._logs(tail)
+
+    @abstractmethod
+    def _logs(self, tail: int | None) -> str:
+        """:meth:`logs` with ``tail`` checked."""
+
     # --- commands -------------------------------------------------------------------------
 
     @abstractmethod

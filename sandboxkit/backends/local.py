@@ -35,7 +35,7 @@ from typing import Any, Self
 
 from .. import metrics
 from ..config import SANDBOX_APP_LABEL, SandboxConfig
-from ..errors import CommandTimeout, SandboxError, SandboxGone
+from ..errors import CommandTimeout, SandboxError, SandboxGone, SandboxNotFound
 from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
@@ -150,16 +150,43 @@ class LocalSandbox(Sandbox):
             metrics.record_stopped(self.config.execution_backend)
             shutil.rmtree(path, ignore_errors=True)
 
+    @classmethod
+    def attach(cls, name: str, *, config: SandboxConfig | None = None,
+               **overrides: Any) -> LocalSandbox:
+        """Take over this user's local sandbox ``name`` (its directory under
+        :func:`local_root`), say after a kernel restart. Its processes are not adopted:
+        teardown deletes the directory, and the other process's commands stay its own."""
+        sandbox = cls(config=config, name=name, **overrides)
+        path = local_root() / sandbox.name
+        if not path.is_dir() or path.is_symlink():
+            raise SandboxNotFound(f"no local sandbox named {sandbox.name} in {local_root()}",
+                                  name=sandbox.name)
+        sandbox._path = path
+        sandbox._created = _created(path)
+        metrics.record_attached(sandbox.config.execution_backend)
+        return sandbox
+
+    @classmethod
+    def list_sandboxes(cls, config: SandboxConfig | None = None) -> list[SandboxStatus]:
+        """This user's local sandboxes (the directories under :func:`local_root`), oldest
+        first; ``config`` has nothing to choose here and is accepted for the contract."""
+        SandboxConfig.resolve(config)
+        root = local_root()
+        paths = sorted(root.iterdir()) if root.is_dir() else []
+        statuses = [_status(path.name, _created(path), {}, ()) for path in paths
+                    if path.is_dir() and not path.is_symlink()]
+        return sorted(statuses, key=lambda status: (status.created, status.name))
+
+    def _logs(self, tail: int | None) -> str:
+        """Always empty once started: a local sandbox has no main process, only the
+        commands it ran, whose output their results hold."""
+        self._live_path()
+        return ""
+
     def status(self) -> SandboxStatus:
         if self._path is None:
             return SandboxStatus(name=self._name, namespace="", job_phase="Missing")
-        key, value = SANDBOX_APP_LABEL
-        return SandboxStatus(
-            name=self._name, namespace="", job_phase="Active", pod_name=self._name,
-            pod_phase="Running", container_state="running", node=socket.gethostname(),
-            image="(local processes)", created=self._created,
-            labels={**self.config.labels, key: value, ID_LABEL: self._name},
-            events=tuple(self._events), job_active=1)
+        return _status(self._name, self._created, self.config.labels, tuple(self._events))
 
     # --- commands -------------------------------------------------------------------------
 
@@ -230,6 +257,23 @@ class LocalSandbox(Sandbox):
         if not source.exists() and not source.is_symlink():
             raise FileNotFoundError(2, "no such file or directory in the sandbox", remote_path)
         _copy(source, source.name, local_path)
+
+
+def _created(path: Path) -> str:
+    """A sandbox directory's age as an RFC 3339 timestamp: its last change, as Linux keeps
+    no creation time that Python 3.11 can read."""
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(name: str, created: str, labels: Mapping[str, str],
+            events: tuple[dict[str, Any], ...]) -> SandboxStatus:
+    """A running local sandbox in the Job/pod vocabulary widgets and listings read."""
+    key, value = SANDBOX_APP_LABEL
+    return SandboxStatus(
+        name=name, namespace="", job_phase="Active", pod_name=name, pod_phase="Running",
+        container_state="running", node=socket.gethostname(), image="(local processes)",
+        created=created, labels={**labels, key: value, ID_LABEL: name}, events=events,
+        job_active=1)
 
 
 def _copy(source: Path, name: str, target: str | os.PathLike[str]) -> None:

@@ -25,7 +25,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Float, Unicode
+from traitlets import Float, TraitError, Unicode, validate
 
 from ..backends.base import Sandbox
 from ..backends.kubernetes.client import Connection, connect
@@ -39,7 +39,7 @@ from ..errors import (
     SandboxNotFound,
     one_line,
 )
-from ..factory import create_sandbox
+from ..factory import attach_sandbox, create_sandbox
 from ..models import CommandResult
 from .options import (
     parse_env,
@@ -63,6 +63,12 @@ _MEMORY_HELP = ("memory limit (4Gi); the request stays as configured (512Mi) unl
 _NAME_HELP = "the sandbox (default: the current one, the last started or attached)"
 
 _Magic = TypeVar("_Magic", bound=Callable[..., Any])
+# Each setting trait of SandboxMagics and the SandboxConfig field it defaults (cpu and
+# memory set a request and a limit each, see resource_overrides).
+_SETTINGS = {"image": "image", "namespace": "namespace", "backend": "execution_backend",
+             "cpu": "", "memory": "", "workdir": "workdir", "kubeconfig": "kubeconfig",
+             "context": "context", "service_account": "service_account",
+             "startup_timeout": "startup_timeout", "command_timeout": "command_timeout"}
 
 
 def _brief(exc: BaseException, message: str | None = None) -> BaseException:
@@ -124,7 +130,25 @@ def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
     missing = [name for name, value in vars(args).items() if value == []]
     if missing:
         raise UsageError(f"argument {missing[0]}: expected one argument")
+    if "sandbox" in vars(args) and "name" in vars(args):  # see _sandbox_argument
+        if args.name is not None and args.sandbox not in (None, args.name):
+            raise UsageError(f"two sandboxes named: {args.name!r} and -s {args.sandbox!r}; "
+                             "give one")
+        args.sandbox = args.sandbox or args.name
     return args
+
+
+def _sandbox_argument(text: str = _NAME_HELP) -> Callable[[_Magic], _Magic]:
+    """The sandbox a magic acts on, named the same way in every magic: positionally
+    (``%sandbox_logs web``) or with ``-s``/``--sandbox`` (``%sandbox_upload -s web a b``).
+    :func:`_arguments` merges the two into ``args.sandbox``."""
+
+    def decorate(magic: _Magic) -> _Magic:
+        named = argument("-s", "--sandbox", metavar="NAME", help=text)(magic)
+        positional: _Magic = argument("name", nargs="?", metavar="NAME", help=text)(named)
+        return positional
+
+    return decorate
 
 
 def _writer(stream: TextIO) -> TextCallback:
@@ -167,6 +191,22 @@ class SandboxMagics(Magics):
     command_timeout = Float(None, allow_none=True,
                             help="Default seconds a command may run.").tag(config=True)
 
+    @validate(*_SETTINGS)
+    def _check_setting(self, proposal: Any) -> Any:
+        """Refuse a bad default when it is set (``%config SandboxMagics.cpu = "2Gb"``), with
+        the message a flag would get, rather than at the next ``%sandbox_up``."""
+        name, value = proposal["trait"].name, proposal["value"]
+        if value is None:
+            return value
+        try:
+            if name in ("cpu", "memory"):
+                resource_overrides(name, value, SandboxConfig.resolve())
+            else:
+                SandboxConfig.resolve(**{_SETTINGS[name]: value})
+        except ConfigError as exc:
+            raise TraitError(f"SandboxMagics.{name}: {one_line(str(exc))}") from None
+        return value
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.registry = SandboxRegistry()
@@ -177,13 +217,8 @@ class SandboxMagics(Magics):
     def sandbox_config(self, *, cpu: str | None = None, memory: str | None = None,
                        env: dict[str, str] | None = None, **overrides: Any) -> SandboxConfig:
         """Defaults < environment < traits < ``overrides`` (None means not given)."""
-        traits = {"image": self.image, "namespace": self.namespace,
-                  "execution_backend": self.backend, "workdir": self.workdir,
-                  "kubeconfig": self.kubeconfig, "context": self.context,
-                  "service_account": self.service_account,
-                  "startup_timeout": self.startup_timeout,
-                  "command_timeout": self.command_timeout}
-        settings = {k: v for k, v in traits.items() if v is not None}
+        settings = {field: getattr(self, trait) for trait, field in _SETTINGS.items()
+                    if field and getattr(self, trait) is not None}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         config = SandboxConfig.resolve(**settings)
         # The trait first, then the argument: `--cpu 2` keeps a request the trait set.
@@ -257,14 +292,14 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", nargs="?", help=_NAME_HELP)
+    @_sandbox_argument()
     @argument("--all", action="store_true", help="every sandbox of this kernel")
     def sandbox_down(self, line: str) -> None:
         """Delete a sandbox (or --all of this kernel's) and wait until it is gone."""
         args = _arguments(self.sandbox_down, line)
-        if args.all and args.name:
+        if args.all and args.sandbox:
             raise UsageError("give a NAME or --all, not both")
-        names = self.registry.names() if args.all else [self.registry.get(args.name).name]
+        names = self.registry.names() if args.all else [self.registry.get(args.sandbox).name]
         failures: list[str] = []
         gone = self.registry.tear_down(
             names, wait=True, on_error=lambda name, exc: failures.append(f"{name}: {exc}"))
@@ -278,19 +313,17 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", help="the sandbox's name (its Job's)")
+    @argument("name", help="the sandbox's name (its Job's or container's)")
     @argument("-n", "--namespace", help="namespace (default: the configured one)")
+    @argument("--backend", help="kubernetes, docker or local (default: the configured one)")
     def sandbox_attach(self, line: str) -> None:
-        """Take over a Kubernetes sandbox started elsewhere (say, before a kernel restart).
+        """Take over a sandbox started elsewhere (say, before a kernel restart).
 
         It becomes the current sandbox; this kernel's exit leaves it running.
         """
-        from ..backends.kubernetes.sandbox import KubernetesSandbox
-
         args = _arguments(self.sandbox_attach, line)
-        config = self.sandbox_config(namespace=args.namespace,
-                                     execution_backend="kubernetes")
-        sandbox = KubernetesSandbox.attach(args.name, config=config)
+        config = self.sandbox_config(namespace=args.namespace, execution_backend=args.backend)
+        sandbox = attach_sandbox(args.name, config)
         self._track(sandbox, keep=True)
         print(f"attached {sandbox.name}; it stays running when this kernel exits "
               f"(%sandbox_down {sandbox.name} deletes it)")
@@ -301,7 +334,7 @@ class SandboxMagics(Magics):
     @line_cell_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", nargs="?", help=_NAME_HELP)
+    @_sandbox_argument()
     @argument("--timeout", type=float, metavar="S", help="kill the command after S seconds")
     @argument("--check", action="store_true",
               help="raise CommandFailed on a non-zero exit, failing the cell")
@@ -329,7 +362,7 @@ class SandboxMagics(Magics):
             validate_timeout("--timeout", args.timeout, "--timeout 30")
         out, err = variable_name("--out", args.out), variable_name("--err", args.err)
         env = parse_env(args.env)
-        sandbox = self.registry.get(args.name)
+        sandbox = self.registry.get(args.sandbox)
         try:
             result = sandbox.stream(
                 command, timeout=args.timeout, env=env or None, workdir=args.workdir,
@@ -362,9 +395,9 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
+    @_sandbox_argument()
     @argument("local", help="local file or directory")
     @argument("remote", help="path it becomes in the sandbox (ending in /: a directory)")
-    @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_upload(self, line: str) -> None:
         """Copy a local file or directory tree into the sandbox."""
         args = _arguments(self.sandbox_upload, line)
@@ -379,9 +412,9 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
+    @_sandbox_argument()
     @argument("remote", help="file or directory in the sandbox")
     @argument("local", help="local path it becomes (ending in /: a directory)")
-    @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_download(self, line: str) -> None:
         """Copy a file or directory tree out of the sandbox."""
         args = _arguments(self.sandbox_download, line)
@@ -397,8 +430,8 @@ class SandboxMagics(Magics):
     @cell_magic
     @_user_facing
     @magic_arguments()
+    @_sandbox_argument()
     @argument("path", help="file to write in the sandbox (parents are created)")
-    @argument("-s", "--sandbox", help=_NAME_HELP)
     def sandbox_write(self, line: str, cell: str) -> None:
         """Write the cell body to a file in the sandbox (mode 0644), as %%writefile does."""
         args = _arguments(self.sandbox_write, line)
@@ -432,49 +465,38 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", nargs="?", help=_NAME_HELP)
+    @_sandbox_argument()
     def sandbox_status(self, line: str) -> Any:
         """The sandbox's live status panel (phase, container state, node, events)."""
         args = _arguments(self.sandbox_status, line)
-        return self._panel(self.registry.get(args.name))
+        return self._panel(self.registry.get(args.sandbox))
 
     @line_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", nargs="?", help=_NAME_HELP)
+    @_sandbox_argument()
     @argument("--tail", type=int, metavar="N", help="only the last N lines")
     def sandbox_logs(self, line: str) -> None:
-        """The sandbox pod's container log, read through the API (kubectl logs)."""
-        from ..backends.kubernetes.sandbox import KubernetesSandbox
-        from ..manifests import CONTAINER_NAME
-
+        """What the sandbox's main process wrote (kubectl logs, docker logs)."""
         args = _arguments(self.sandbox_logs, line)
         if args.tail is not None and args.tail < 0:
             raise UsageError(f"--tail must be 0 or more, not {args.tail}")
-        sandbox = self.registry.get(args.name)
-        if not isinstance(sandbox, KubernetesSandbox) or sandbox.pod_name is None:
-            raise UsageError(f"sandbox {sandbox.name} has no pod to read logs from (logs are "
-                             "for running Kubernetes sandboxes)")
-        text = sandbox.connection.core().read_namespaced_pod_log(
-            sandbox.pod_name, sandbox.namespace, container=CONTAINER_NAME,
-            tail_lines=args.tail)
-        print(text, end="")
+        print(self.registry.get(args.sandbox).logs(tail=args.tail), end="")
 
     @line_magic
     @_user_facing
     @magic_arguments()
-    @argument("name", nargs="?",
-              help="a sandbox of this kernel or any sandbox Job's name (default: current)")
+    @_sandbox_argument("a sandbox of this kernel or any sandbox Job's name (default: current)")
     @argument("-n", "--namespace", help="namespace of a NAME not in this kernel")
     def sandbox_diagnose(self, line: str) -> Any:
         """What is wrong with the sandbox and how to fix it (sandboxkit.diagnose)."""
         from ..diagnostics import diagnose
 
         args = _arguments(self.sandbox_diagnose, line)
-        if args.name is None or args.name in self.registry:
-            return diagnose(self.registry.get(args.name))
+        if args.sandbox is None or args.sandbox in self.registry:
+            return diagnose(self.registry.get(args.sandbox))
         with self._cluster() as (conn, namespace):
-            return diagnose(args.name, args.namespace or namespace, connection=conn)
+            return diagnose(args.sandbox, args.namespace or namespace, connection=conn)
 
     @line_magic
     @_user_facing

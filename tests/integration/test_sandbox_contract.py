@@ -27,14 +27,16 @@ from kubernetes.client.rest import ApiException
 from sandbox_support import IMAGE, SERVICE_ACCOUNT, SMALL, STARTUP_TIMEOUT
 from workload_support import token_kubeconfig
 
-from sandboxkit import CommandResult, KubernetesSandbox, create_sandbox
+from sandboxkit import CommandResult, KubernetesSandbox, attach_sandbox, create_sandbox
 from sandboxkit.backends.base import Sandbox
 from sandboxkit.errors import (
     CommandFailed,
     CommandTimeout,
+    ConfigError,
     ImagePullError,
     PermissionDenied,
     QuotaExceeded,
+    SandboxError,
     SandboxGone,
     SandboxNotFound,
     SandboxStartupError,
@@ -117,6 +119,17 @@ def scratch(sandbox: Sandbox) -> str:
     """A writable directory inside the sandbox: /tmp in a container, the sandbox's own
     temporary directory for a local sandbox (whose /tmp is the host's)."""
     return sandbox.run_command('printf %s "${TMPDIR:-/tmp}"', check=True).stdout
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``predicate`` comes true within ``timeout``: a log line written by a command
+    reaches the runtime's log file asynchronously."""
+    until = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _sandbox_jobs(api_client: Any, namespace: str) -> list[Any]:
@@ -254,6 +267,47 @@ def test_attach_takes_over_from_a_second_object(
     other.teardown(wait=True)
     with pytest.raises(SandboxGone):
         sandbox.run_command("true")
+
+
+def test_attach_sandbox_works_on_every_backend(sandbox: Sandbox) -> None:
+    """The backend-neutral attach (what %sandbox_attach calls) finds the sandbox by name
+    with the settings that made it, and a second object runs commands in the same place."""
+    sandbox.run_command('echo kept > "${TMPDIR:-/tmp}/attach-state"', check=True)
+    other = attach_sandbox(sandbox.name, sandbox.config)
+    assert type(other) is type(sandbox) and other.name == sandbox.name
+    assert other.run_command('cat "${TMPDIR:-/tmp}/attach-state"').stdout == "kept\n"
+    with pytest.raises(SandboxNotFound):
+        attach_sandbox("no-such-sandbox", sandbox.config)
+
+
+def test_list_sandboxes_includes_a_running_one(sandbox: Sandbox) -> None:
+    listed = {status.name: status for status in type(sandbox).list_sandboxes(sandbox.config)}
+    assert sandbox.name in listed
+    assert listed[sandbox.name].job_phase == "Active"
+    assert listed[sandbox.name].created  # oldest first needs a creation time
+    created = [status.created for status in listed.values()]
+    assert created == sorted(created)
+
+
+def test_logs_are_the_main_process_output_not_commands(sandbox: Sandbox, backend: str) -> None:
+    """A container's log is what its PID 1 writes; a command reaches it only by writing to
+    PID 1's stdout (as `kubectl logs` users do). A local sandbox has no main process."""
+    sandbox.run_command("echo from-a-command")
+    if backend == "local":
+        assert sandbox.logs() == ""
+    else:
+        sandbox.run_command("echo first > /proc/1/fd/1; echo second > /proc/1/fd/1", check=True)
+        assert "from-a-command" not in sandbox.logs()
+        assert _eventually(lambda: sandbox.logs().splitlines()[-2:] == ["first", "second"])
+        assert sandbox.logs(tail=1) == "second\n"
+    assert sandbox.logs(tail=0) == ""
+    with pytest.raises(ConfigError, match="tail"):
+        sandbox.logs(tail=-1)
+
+
+def test_logs_of_an_unstarted_sandbox_say_to_start_it(make_sandbox: MakeSandbox) -> None:
+    with pytest.raises(SandboxError, match="not started"):
+        make_sandbox().logs()
 
 
 # --- commands -----------------------------------------------------------------------------

@@ -136,10 +136,73 @@ def test_names_and_paths() -> None:
     ("sandbox_exec", "--timeout nan -- true", "positive number of seconds"),
     ("sandbox_up", "--nope\x0bx", "unrecognized arguments: --nope x"),  # kept on one line
     ("sandbox_upload", "a -- --", "argument remote: expected one argument"),  # not []
+    ("sandbox_logs", "a -s b", "two sandboxes named: 'a' and -s 'b'"),
+    ("sandbox_upload", "web a b -s other", "two sandboxes named"),
 ])
 def test_mistakes_raise_usage_errors(magic: str, line: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         getattr(SandboxMagics(), magic)(line)
+
+
+@pytest.mark.parametrize("line", ["--tail 3", "web --tail 3", "-s web --tail 3",
+                                  "--sandbox web --tail 3", "web -s web --tail 3"])
+def test_every_magic_names_its_sandbox_positionally_or_with_s(
+        line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    magics = SandboxMagics()
+    web, other = Unreachable(), Unreachable(SandboxConfig(name="other"))
+    magics.registry.add(web)
+    magics.registry.add(other)  # current: a line without a name would pick this one
+    if line.startswith("--tail"):
+        web, other = other, web
+    magics.sandbox_logs(line)
+    assert web.actions == ["logs 3"] and other.actions == []
+    assert capsys.readouterr().out == f"log of {web.name}\n"
+
+
+@pytest.mark.parametrize(("magic", "line", "positional"), [
+    ("sandbox_upload", "-s web /tmp/a /b", ("/tmp/a", "/b")),
+    ("sandbox_upload", "web /tmp/a /b", ("/tmp/a", "/b")),
+    ("sandbox_download", "web /b /tmp/a", ("/b", "/tmp/a")),
+    ("sandbox_download", "/b /tmp/a --sandbox web", ("/b", "/tmp/a")),
+])
+def test_file_magics_take_the_sandbox_name_either_way(
+        magic: str, line: str, positional: tuple[str, str]) -> None:
+    magics = SandboxMagics()
+    web = Unreachable()
+    magics.registry.add(web)
+    magics.registry.add(Unreachable(SandboxConfig(name="other")))
+    with pytest.raises(SandboxGone):
+        getattr(magics, magic)(line)
+    assert web.actions == [positional[0]]
+
+
+@pytest.mark.parametrize(("trait", "value", "message"), [
+    ("cpu", "2Gb", "SandboxMagics.cpu: .* not a Kubernetes quantity"),
+    ("memory", "1:2:3", "SandboxMagics.memory"),
+    ("namespace", "Not_A_Label", "SandboxMagics.namespace: .*DNS-1123"),
+    ("backend", "podman", "SandboxMagics.backend: .*supported backends"),
+    ("command_timeout", 0.0, "SandboxMagics.command_timeout: .*positive"),
+    ("image", "a b", "SandboxMagics.image: .*image reference"),
+])
+def test_a_bad_setting_fails_when_set(trait: str, value: object, message: str) -> None:
+    from traitlets import TraitError
+
+    magics = SandboxMagics(image="kept:1")
+    before = getattr(magics, trait)
+    with pytest.raises(TraitError, match=message):
+        setattr(magics, trait, value)
+    assert getattr(magics, trait) == before  # the old value stays
+    assert magics.sandbox_config().image == "kept:1"
+
+
+def test_good_settings_are_taken_when_set() -> None:
+    magics = SandboxMagics()
+    magics.cpu, magics.backend, magics.command_timeout = "500m:2", "local", 5.0
+    config = magics.sandbox_config()
+    assert (config.resources.cpu_request, config.resources.cpu_limit) == ("500m", "2")
+    assert (config.execution_backend, config.command_timeout) == ("local", 5.0)
+    magics.cpu = None  # unsetting is always allowed
+    assert magics.sandbox_config().resources.cpu_limit == SandboxConfig().resources.cpu_limit
 
 
 def test_registry_current_is_the_last_added() -> None:
@@ -179,8 +242,21 @@ class Unreachable(ArgvSandbox):
     def init(self, on_progress: ProgressCallback | None = None) -> NoReturn:
         raise BackendUnavailable("no backend can be reached in the unit tests")
 
+    @classmethod
+    def attach(cls, name: str, *, config: SandboxConfig | None = None,
+               **overrides: Any) -> NoReturn:
+        raise BackendUnavailable("no backend can be reached in the unit tests")
+
+    @classmethod
+    def list_sandboxes(cls, config: SandboxConfig | None = None) -> NoReturn:
+        raise BackendUnavailable("no backend can be reached in the unit tests")
+
     def status(self) -> SandboxStatus:
         return SandboxStatus(self.name, "unit", job_phase="Missing")
+
+    def _logs(self, tail: int | None) -> str:
+        self.actions.append(f"logs {tail}")
+        return f"log of {self.name}\n"
 
     def teardown(self, wait: bool = False) -> NoReturn:
         self._act("teardown")

@@ -34,6 +34,7 @@ from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import (
     JobRef,
+    api_error,
     container_status,
     create_job,
     delete_job,
@@ -43,7 +44,7 @@ from .lifecycle import (
     wait_gone,
     wait_running,
 )
-from .status import newest_pod, sandbox_status
+from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -277,6 +278,36 @@ class KubernetesSandbox(ArgvSandbox):
         if self._job is not None and job["metadata"]["uid"] != self._job.uid:
             return None
         return job
+
+    @classmethod
+    def list_sandboxes(cls, config: SandboxConfig | None = None, *,
+                       api_client: ApiClient | None = None) -> list[SandboxStatus]:
+        """Every sandbox Job in ``config``'s namespace (default: the kubeconfig context's),
+        oldest first, from two list calls. :func:`sandboxkit.inventory.list_sandboxes` gives
+        the same as a DataFrame, across namespaces too."""
+        config = SandboxConfig.resolve(config)
+        conn = connect(config.kubeconfig, config.context, api_client=api_client)
+        try:
+            listed = list_statuses(conn, config.namespace)
+        finally:
+            conn.close()
+        return sorted((status for _, status in listed), key=lambda s: (s.created, s.name))
+
+    def _logs(self, tail: int | None) -> str:
+        """The sandbox container's log, through the API (``kubectl logs``)."""
+        pod = self._pod
+        if pod is None:
+            if self._torn_down:
+                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
+            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
+                               "or use it in a `with` block")
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return str(self.connection.core().read_namespaced_pod_log(
+                pod, self.namespace, container=CONTAINER_NAME, tail_lines=tail))
+        except ApiException as exc:
+            raise api_error(exc, sandbox=self._name) from None
 
     def status_feed(self) -> NamespaceFeed:
         """The live feed of this sandbox's namespace, shared with every other view of it:

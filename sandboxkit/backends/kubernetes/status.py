@@ -1,8 +1,9 @@
 """A sandbox's Job, pod and events (API dicts) -> :class:`SandboxStatus`.
 
-One pure builder serves :meth:`KubernetesSandbox.status` (which reads the three with GETs)
-and :mod:`sandboxkit.feed` (which keeps them current from watches), so a snapshot and a
-live widget never disagree about what the same objects mean.
+One pure builder serves :meth:`KubernetesSandbox.status` (which reads the three with GETs),
+:func:`list_statuses` (two list calls for a whole namespace) and :mod:`sandboxkit.feed`
+(which keeps them current from watches), so a snapshot, a listing and a live widget never
+disagree about what the same objects mean.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ...manifests import sandbox_selector
 from ...models import SandboxStatus
-from .lifecycle import container_status, event_time, spec_container, spec_image
+from .client import Connection
+from .lifecycle import container_status, event_time, request_json, spec_container, spec_image
 
-__all__ = ["STATUS_EVENTS", "event_summary", "newest_pod", "sandbox_status"]
+__all__ = ["STATUS_EVENTS", "event_summary", "list_statuses", "newest_pod", "sandbox_status"]
 
 # How many of the latest events a status carries: enough to see a pull retrying or a
 # scheduling failure repeating, few enough to read in a widget.
@@ -124,3 +127,40 @@ def event_summary(event: dict[str, Any]) -> dict[str, Any]:
         "count": event.get("count") or 1,
         "time": event_time(event),
     }
+
+
+def _list(conn: Connection, kind: str, namespace: str | None,
+          all_namespaces: bool) -> list[dict[str, Any]]:
+    """Every sandbox Job (``kind`` "job") or sandbox pod ("pod"): one list call."""
+    api = conn.batch() if kind == "job" else conn.core()
+    if all_namespaces:
+        call = getattr(api, f"list_{kind}_for_all_namespaces")
+        listing = request_json(call, label_selector=sandbox_selector())
+    else:
+        call = getattr(api, f"list_namespaced_{kind}")
+        listing = request_json(call, namespace or conn.namespace,
+                               label_selector=sandbox_selector())
+    return listing.get("items") or []
+
+
+def list_statuses(
+    conn: Connection, namespace: str | None = None, *, all_namespaces: bool = False,
+    with_pods: bool = True,
+) -> list[tuple[dict[str, Any], SandboxStatus]]:
+    """Every sandbox Job (label ``app=ci-fixer-sandbox``) with its status, in two list calls
+    whatever their number: the Jobs, then their pods, each Job's newest pod found by
+    ownerReferences (the Job's uid). ``namespace`` None means the connection's;
+    ``with_pods=False`` saves the second call where the Jobs alone decide."""
+    jobs = _list(conn, "job", namespace, all_namespaces)
+    pods = _list(conn, "pod", namespace, all_namespaces) if with_pods else []
+    owned: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            owned.setdefault(ref.get("uid", ""), []).append(pod)
+    result = []
+    for job in jobs:
+        meta = job["metadata"]
+        pod = newest_pod(owned.get(meta.get("uid", ""), []))
+        result.append((job, sandbox_status(meta["name"], meta.get("namespace", ""), job, pod,
+                                           [])))
+    return result
