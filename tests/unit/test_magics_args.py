@@ -287,11 +287,12 @@ def run_magic(name: str, *texts: str) -> tuple[BaseException | None, Unreachable
     magics.registry.add(current)
     created: list[Unreachable] = []
 
-    def make(config: SandboxConfig) -> Unreachable:
-        created.append(Unreachable(config))
-        return created[-1]
+    class Recorded(Unreachable):
+        def __init__(self, config: SandboxConfig | None = None) -> None:
+            super().__init__(config)
+            created.append(self)
 
-    with mock.patch("sandboxkit.factory.backend_class", lambda _name: make):
+    with mock.patch("sandboxkit.factory.backend_class", lambda _name: Recorded):
         try:
             getattr(magics, name)(*texts)
         except Exception as exc:
