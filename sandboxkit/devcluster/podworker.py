@@ -287,9 +287,16 @@ class PodWorkers:
             await asyncio.sleep(min(ERR_IMAGE_PULL_VISIBLE, record.image_backoff / 2))
 
     def _fail_waiting(
-        self, worker: PodWorker, record: ContainerRecord, reason: str, message: str
+        self, worker: PodWorker, record: ContainerRecord, reason: str, message: str,
+        *, error: str | None = None,
     ) -> None:
-        self._event(worker, "Warning", "Failed", f"Error: {reason}")
+        """Leave the container waiting in ``reason``, with a Failed event ``Error: <error>``.
+
+        As in kuberuntime's ``startContainer``, the event names the error: the image puller's
+        errors are their reason (``Error: ErrImagePull``), while a configuration or create
+        failure is its message (``Error: secret "x" not found``) -- ``error`` then.
+        """
+        self._event(worker, "Warning", "Failed", f"Error: {error or reason}")
         record.state = {"waiting": {"reason": reason, "message": message}}
         self._write_status(worker)
 
@@ -301,11 +308,13 @@ class PodWorkers:
             volumes = self._volumes(worker, spec)
             user = _run_as(worker, spec)
         except ContainerConfigError as exc:
-            self._fail_waiting(worker, record, "CreateContainerConfigError", str(exc))
+            self._fail_waiting(worker, record, "CreateContainerConfigError", str(exc),
+                               error=str(exc))
             return None
         argv = [expand(a, env) for a in (spec.get("command") or []) + (spec.get("args") or [])]
         if not argv:
-            self._fail_waiting(worker, record, "CreateContainerError", NO_COMMAND)
+            self._fail_waiting(worker, record, "CreateContainerError", NO_COMMAND,
+                               error=NO_COMMAND)
             await asyncio.Event().wait()
         if "terminated" in record.state:
             record.last_state = {"terminated": record.state["terminated"]}

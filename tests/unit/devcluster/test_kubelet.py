@@ -333,8 +333,8 @@ def test_pod_worker_missing_secret_key_is_create_container_config_error(tmp_path
             "reason": "CreateContainerConfigError",
             "message": "couldn't find key password in Secret default/sec"}
         assert phase(stuck) == "Pending"
-        assert ("pw", "Warning", "Failed", "Error: CreateContainerConfigError"
-                ) in kubelet_events(api, "pw")
+        assert ("pw", "Warning", "Failed", "Error: couldn't find key password in Secret "
+                "default/sec") in kubelet_events(api, "pw")  # the message, as upstream
         record = workers.record(created["metadata"]["uid"], "main")
         assert record is not None and record.runs == 0  # never created
 
@@ -373,5 +373,10 @@ def test_pod_worker_bookkeeping(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         assert workers.record(uid, "main") is None
         assert not (tmp_path / "node" / uid).exists()
+
+        workers.update_pod("ADDED", api.create(PODS, pod("nocmd", None)))
+        await until(api, "nocmd", lambda p: "CreateContainerError" in str(p.get("status")))
+        assert any(e[1:3] == ("Warning", "Failed") and e[3].startswith(
+            "Error: container has no command: ") for e in kubelet_events(api, "nocmd"))
 
     run_workers(tmp_path, scenario)
