@@ -32,6 +32,8 @@ from .qos import qos_class
 from .resources import ResourceType, require
 from .runtime import ContainerRuntime, ExecProcess
 
+# expand, go_duration and qos_class live in podenv, podworker and qos; re-exported because
+# they were importable from here before the split.
 __all__ = ["Kubelet", "expand", "go_duration", "qos_class"]
 
 PODS = require("", "v1", "pods")
