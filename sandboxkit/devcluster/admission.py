@@ -144,12 +144,9 @@ def namespace_lifecycle(
     namespace = obj.get("metadata", {}).get("namespace")
     if not rt.namespaced or rt.ephemeral or not namespace:
         return
-    try:
-        ns = api.get(NAMESPACES, None, namespace)
-    except ApiError as exc:
-        if exc.code == 404:
-            raise not_found("namespaces", "", namespace) from None
-        raise
+    ns = api.get_or_none(NAMESPACES, None, namespace)
+    if ns is None:
+        raise not_found("namespaces", "", namespace)
     terminating = ns.get("status", {}).get("phase") == "Terminating" or (
         "deletionTimestamp" in ns["metadata"])
     if operation == "CREATE" and terminating:
@@ -367,16 +364,13 @@ def service_account(
     name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = spec["serviceAccount"] = name
     namespace = meta.get("namespace", "")
-    try:
-        account = api.get(SERVICE_ACCOUNTS, namespace, name)
-    except ApiError as exc:
-        if exc.code != 404:
-            raise
+    account = api.get_or_none(SERVICE_ACCOUNTS, namespace, name)
+    if account is None:
         raise _forbidden(
             rt, _name(obj, mutating=True),
             f'error looking up service account {namespace}/{name}: serviceaccount "{name}" '
             "not found",
-        ) from None
+        )
     automount = spec.get("automountServiceAccountToken")
     if automount is None:
         automount = account.get("automountServiceAccountToken")

@@ -144,6 +144,22 @@ class Api:
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
         return self.store.get(rt, namespace, name)
 
+    def get_or_none(
+        self, rt: ResourceType, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """:meth:`get`, but None when the object does not exist (404); other errors raise.
+
+        Controllers and the kubelet read the object a key names afresh and treat a missing
+        one as "nothing to do" (or as their own error), as ``apierrors.IsNotFound`` checks
+        after a lister's ``Get`` do upstream.
+        """
+        try:
+            return self.get(rt, namespace, name)
+        except errors.ApiError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
     def list(
         self,
         rt: ResourceType,

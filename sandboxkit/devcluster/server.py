@@ -394,12 +394,7 @@ class Handler:
             self._check_namespace(rt, applied, namespace)
             manager = request.query.get("fieldManager", "")
             force = request.query.get("force", "") in _TRUE
-            try:
-                current: dict[str, Any] | None = self.api.get(rt, namespace, info.name)
-            except errors.ApiError as exc:
-                if exc.code != 404:
-                    raise
-                current = None
+            current = self.api.get_or_none(rt, namespace, info.name)
             merged = patch.server_side_apply(current, applied, manager, force)
             if current is None:
                 merged["metadata"]["name"] = info.name

@@ -17,7 +17,6 @@ from typing import Any
 
 from . import clock
 from .api import Api
-from .errors import ApiError
 from .resources import require
 
 __all__ = [
@@ -55,12 +54,9 @@ def claim_problem(api: Api, pod: dict[str, Any]) -> str | None:
     """VolumeBinding's PreFilter verdict on the pod's claims: None, or why it cannot run."""
     namespace = pod["metadata"].get("namespace", "")
     for name in claim_names(pod):
-        try:
-            claim = api.get(CLAIMS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return f'persistentvolumeclaim "{name}" not found'
-            raise
+        claim = api.get_or_none(CLAIMS, namespace, name)
+        if claim is None:
+            return f'persistentvolumeclaim "{name}" not found'
         if "deletionTimestamp" in claim["metadata"]:
             return f'persistentvolumeclaim "{name}" is being deleted'
     return None

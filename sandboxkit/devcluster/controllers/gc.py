@@ -128,12 +128,7 @@ class GarbageCollector(Controller):
 
     def _get(self, ref: Ref) -> dict[str, Any] | None:
         rt, namespace, name = ref
-        try:
-            return self.api.get(rt, namespace or None, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None
-            raise
+        return self.api.get_or_none(rt, namespace or None, name)
 
     def _owner_state(self, dependent_ref: Ref, owner_ref: dict[str, Any]) -> str:
         """``solid``, ``dangling`` (gone or replaced) or ``waiting`` (foreground deletion)."""

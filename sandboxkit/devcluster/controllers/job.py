@@ -230,11 +230,8 @@ class JobController(Controller):
             _, pod_ns, pod_name = name.split("/", 2)
             self._remove_tracking_finalizer(pod_ns, pod_name)
             return
-        try:
-            job = self.api.get(JOBS, namespace, name)
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
+        job = self.api.get_or_none(JOBS, namespace, name)
+        if job is None:
             self._backoff.pop(key, None)
             self._release_pods(namespace, name, None)
             return
@@ -265,12 +262,9 @@ class JobController(Controller):
 
     def _remove_tracking_finalizer(self, namespace: str, name: str) -> None:
         """Remove the finalizer from the live pod; a pod already gone counts as done."""
-        try:
-            pod = self.api.get(PODS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return
-            raise
+        pod = self.api.get_or_none(PODS, namespace, name)
+        if pod is None:
+            return
         finalizers = pod["metadata"].get("finalizers") or []
         if TRACKING_FINALIZER not in finalizers:
             return

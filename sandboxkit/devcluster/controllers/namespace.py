@@ -110,13 +110,10 @@ class NamespaceController(Controller):
             self.queue.add(ns["metadata"]["name"])
 
     def reconcile(self, key: Any) -> None:
-        try:
-            namespace = self.api.get(NAMESPACES, None, key)
-        except ApiError as exc:
-            if exc.code == 404:
-                self._terminating.discard(key)
-                return
-            raise
+        namespace = self.api.get_or_none(NAMESPACES, None, key)
+        if namespace is None:
+            self._terminating.discard(key)
+            return
         if "deletionTimestamp" in namespace["metadata"]:
             self._terminating.add(key)
             self._delete_content(namespace)
@@ -131,12 +128,8 @@ class NamespaceController(Controller):
 
     def _ensure(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        try:
-            self.api.get(rt, meta["namespace"], meta["name"])
+        if self.api.get_or_none(rt, meta["namespace"], meta["name"]) is not None:
             return
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
         try:
             self.api.create(rt, {"apiVersion": rt.api_version, "kind": rt.kind, **obj}, user=USER)
         except ApiError as exc:

@@ -22,7 +22,6 @@ from typing import Any
 
 from .. import clock
 from ..api import Api, pod_scheduled_condition
-from ..errors import ApiError
 from ..quantity import parse_quantity
 from ..resources import ResourceType, require
 from ..volumes import CLAIMS, bind_claims, claim_problem
@@ -66,11 +65,9 @@ def _node_condition(type_: str, status: str, reason: str, message: str, now: str
 
 def ensure_node(api: Api, options: NodeOptions) -> dict[str, Any]:
     """Create the Node object if missing (a kubelet registers its node the same way)."""
-    try:
-        return api.get(NODES, None, options.name)
-    except ApiError as exc:
-        if exc.code != 404:
-            raise
+    node = api.get_or_none(NODES, None, options.name)
+    if node is not None:
+        return node
     now = clock.rfc3339()
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     labels = {
@@ -304,13 +301,10 @@ class Scheduler(Controller):
 
     def reconcile(self, key: Any) -> None:
         namespace, name = key
-        try:
-            pod = self.api.get(PODS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                self._unschedulable.discard(key)
-                return
-            raise
+        pod = self.api.get_or_none(PODS, namespace, name)
+        if pod is None:
+            self._unschedulable.discard(key)
+            return
         if not _wants_scheduling(pod):
             self._unschedulable.discard(key)
             return

@@ -53,12 +53,9 @@ class TTLAfterFinishedController(Controller):
 
     def reconcile(self, key: Any) -> None:
         namespace, name = key
-        try:
-            job = self.api.get(JOBS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return
-            raise
+        job = self.api.get_or_none(JOBS, namespace, name)
+        if job is None:
+            return
         remaining = expires_in(job)
         if remaining is None:
             return

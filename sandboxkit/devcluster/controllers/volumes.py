@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import ApiError
 from ..resources import ResourceType
 from ..volumes import CLAIMS, claim_dir, pending_status
 from .base import Controller, controller_user
@@ -48,12 +47,9 @@ class PersistentVolumeController(Controller):
 
     def reconcile(self, key: Any) -> None:
         namespace, name = key
-        try:
-            claim = self.api.get(CLAIMS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return
-            raise
+        claim = self.api.get_or_none(CLAIMS, namespace, name)
+        if claim is None:
+            return
         if (claim.get("status") or {}).get("phase"):
             return
         claim["status"] = pending_status()

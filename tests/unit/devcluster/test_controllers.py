@@ -22,6 +22,7 @@ from sandboxkit.devcluster.controllers import (
     WorkQueue,
 )
 from sandboxkit.devcluster.controllers.base import Controller
+from sandboxkit.devcluster.errors import ApiError
 from sandboxkit.devcluster.resources import require
 
 pytestmark = pytest.mark.unit
@@ -72,6 +73,22 @@ def job(name: str = "job1", **spec: Any) -> dict[str, Any]:
         "spec": {"backoffLimit": 6, "template": {"metadata": {"labels": {"app": "x"}},
                                                   "spec": template_spec}, **spec},
     }
+
+
+def test_get_or_none_found_missing_and_other_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = make_api()
+    found = api.get_or_none(SERVICE_ACCOUNTS, "default", "default")
+    assert found is not None and found["metadata"]["name"] == "default"
+    assert api.get_or_none(SERVICE_ACCOUNTS, "default", "missing") is None
+    assert api.get_or_none(NAMESPACES, None, "missing") is None
+
+    def refuse(*_: Any) -> dict[str, Any]:
+        raise ApiError(500, "InternalError", "Internal error occurred: boom")
+
+    monkeypatch.setattr(api, "get", refuse)
+    with pytest.raises(ApiError) as info:
+        api.get_or_none(SERVICE_ACCOUNTS, "default", "default")
+    assert info.value.code == 500
 
 
 async def settle(*controllers: Controller, rounds: int = 50) -> None:

@@ -15,7 +15,9 @@ from sandboxkit.devcluster import errors
 from sandboxkit.devcluster.api import Api
 from sandboxkit.devcluster.images import ImageTable
 from sandboxkit.devcluster.kubelet import Kubelet, expand, go_duration, qos_class
-from sandboxkit.devcluster.podlogs import LogOptions
+from sandboxkit.devcluster.podenv import EnvResolver
+from sandboxkit.devcluster.podlogs import LogOptions, read_logs
+from sandboxkit.devcluster.podworker import PodWorkers
 from sandboxkit.devcluster.resources import ResourceType, lookup
 from sandboxkit.devcluster.runtime import ContainerRuntime, ContainerStartError
 
@@ -294,3 +296,87 @@ def test_log_and_exec_preconditions(tmp_path: Path) -> None:
         assert exc.value.message == 'previous terminated container "main" in pod "ghost" not found'
 
     run(tmp_path, scenario)
+
+
+# -- the pod worker on its own -----------------------------------------------------------
+
+def run_workers(tmp_path: Path, scenario: Callable[[Api, PodWorkers], Awaitable[None]]) -> None:
+    """``scenario`` against pod workers without the kubelet's watch: it hands them pods."""
+    async def main() -> None:
+        api = Api()
+        runtime = ContainerRuntime(tmp_path / "node")
+        env = EnvResolver(api, host_ip="127.0.0.1", api_host="127.0.0.1", api_port=6443)
+        workers = PodWorkers(api, runtime, ImageTable(), env, host_ip="127.0.0.1",
+                             image_backoff=0.4, crash_backoff=0.3)
+        try:
+            await asyncio.wait_for(scenario(api, workers), 30)
+        finally:
+            await workers.stop()
+            await runtime.shutdown()
+
+    asyncio.run(main())
+
+
+def test_pod_worker_missing_secret_key_is_create_container_config_error(tmp_path: Path) -> None:
+    async def scenario(api: Api, workers: PodWorkers) -> None:
+        secrets = lookup("", "v1", "secrets")
+        assert secrets is not None
+        api.create(secrets, {"metadata": {"name": "sec", "namespace": "default"},
+                             "data": {"user": base64.b64encode(b"me").decode()}})
+        env = [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}}]
+        created = api.create(PODS, pod("pw", ["sh", "-c", 'echo "$PW"'],
+                                       container={"env": env}))
+        workers.update_pod("ADDED", created)
+        stuck = await until(api, "pw", lambda p: "CreateContainerConfigError" in str(
+            p.get("status")))
+        assert state(stuck)["waiting"] == {
+            "reason": "CreateContainerConfigError",
+            "message": "couldn't find key password in Secret default/sec"}
+        assert phase(stuck) == "Pending"
+        assert ("pw", "Warning", "Failed", "Error: couldn't find key password in Secret "
+                "default/sec") in kubelet_events(api, "pw")  # the message, as upstream
+        record = workers.record(created["metadata"]["uid"], "main")
+        assert record is not None and record.runs == 0  # never created
+
+        sec = api.get(secrets, "default", "sec")
+        sec["data"]["password"] = base64.b64encode(b"hunter2").decode()
+        api.update(secrets, sec)  # the worker retries after its back-off
+        await until(api, "pw", lambda p: phase(p) == "Succeeded")
+        assert record.runs == 1 and record.log_path is not None
+        out = b"".join([c async for c in read_logs(record.log_path, LogOptions())])
+        assert out == b"hunter2\n"
+
+    run_workers(tmp_path, scenario)
+
+
+def test_pod_worker_bookkeeping(tmp_path: Path) -> None:
+    async def scenario(api: Api, workers: PodWorkers) -> None:
+        ghost = pod("ghost", ["true"])
+        ghost["metadata"]["uid"] = "u-ghost"
+        workers.update_pod("DELETED", ghost)  # no worker for a pod it never ran
+        assert workers.record("u-ghost", "main") is None
+
+        created = api.create(PODS, pod("once", ["sh", "-c", "exit 3"]))
+        uid = created["metadata"]["uid"]
+        workers.update_pod("ADDED", created)
+        failed = await until(api, "once", lambda p: phase(p) == "Failed")
+        assert state(failed)["terminated"]["exitCode"] == 3
+        record = workers.record(uid, "main")
+        assert record is not None and record.runs == 1  # restartPolicy Never
+
+        api.delete(PODS, "default", "once")  # a terminated pod goes at once
+        await deleted(api, "once")
+        workers.update_pod("DELETED", failed)
+        for _ in range(50):  # the worker forgets the pod once it has finalized it
+            if workers.record(uid, "main") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert workers.record(uid, "main") is None
+        assert not (tmp_path / "node" / uid).exists()
+
+        workers.update_pod("ADDED", api.create(PODS, pod("nocmd", None)))
+        await until(api, "nocmd", lambda p: "CreateContainerError" in str(p.get("status")))
+        assert any(e[1:3] == ("Warning", "Failed") and e[3].startswith(
+            "Error: container has no command: ") for e in kubelet_events(api, "nocmd"))
+
+    run_workers(tmp_path, scenario)
