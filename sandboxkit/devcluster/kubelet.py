@@ -24,17 +24,14 @@ from typing import Any
 from . import errors
 from .api import Api
 from .images import ImageTable
-from .podenv import EnvResolver, expand
+from .podenv import EnvResolver
 from .podlogs import LogOptions, read_logs
 from .podstatus import ContainerRecord, bracketed
-from .podworker import PodWorkers, go_duration
-from .qos import qos_class
+from .podworker import PodWorkers
 from .resources import ResourceType, require
 from .runtime import ContainerRuntime, ExecProcess
 
-# expand, go_duration and qos_class live in podenv, podworker and qos; re-exported because
-# they were importable from here before the split.
-__all__ = ["Kubelet", "expand", "go_duration", "qos_class"]
+__all__ = ["Kubelet"]
 
 PODS = require("", "v1", "pods")
 

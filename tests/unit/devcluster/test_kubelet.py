@@ -14,10 +14,11 @@ import pytest
 from sandboxkit.devcluster import errors
 from sandboxkit.devcluster.api import Api
 from sandboxkit.devcluster.images import ImageTable
-from sandboxkit.devcluster.kubelet import Kubelet, expand, go_duration, qos_class
-from sandboxkit.devcluster.podenv import EnvResolver
+from sandboxkit.devcluster.kubelet import Kubelet
+from sandboxkit.devcluster.podenv import EnvResolver, expand
 from sandboxkit.devcluster.podlogs import LogOptions, read_logs
-from sandboxkit.devcluster.podworker import PodWorkers
+from sandboxkit.devcluster.podworker import PodWorkers, go_duration
+from sandboxkit.devcluster.qos import qos_class
 from sandboxkit.devcluster.resources import ResourceType, lookup
 from sandboxkit.devcluster.runtime import ContainerRuntime, ContainerStartError
 
