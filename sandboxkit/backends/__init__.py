@@ -19,7 +19,7 @@ __all__ = ["BACKENDS", "KubernetesSandbox", "Sandbox", "backend_class"]
 
 BACKENDS: dict[str, str] = {
     "kubernetes": "sandboxkit.backends.kubernetes.sandbox:KubernetesSandbox",
-    "docker": "sandboxkit.backends.docker:DockerSandbox",
+    "docker": "sandboxkit.backends.docker.sandbox:DockerSandbox",
     "local": "sandboxkit.backends.local:LocalSandbox",
 }
 

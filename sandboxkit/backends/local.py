@@ -35,7 +35,7 @@ from typing import Any, Self
 
 from .. import metrics
 from ..config import SANDBOX_APP_LABEL, SandboxConfig
-from ..errors import CommandTimeout, SandboxError, SandboxGone
+from ..errors import CommandTimeout, SandboxError
 from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
@@ -168,8 +168,8 @@ class LocalSandbox(Sandbox):
         workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
         on_stderr: OutputCallback | None,
     ) -> CommandResult:
-        path = self._live_path()
-        timeout = self.config.command_timeout if timeout is None else timeout
+        path = self._require_ready(self._path)
+        timeout = self._timeout_or_default(timeout)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         environment = {**os.environ, "HOME": str(path), "TMPDIR": str(path / "tmp"),
                        **self.config.env}
@@ -205,19 +205,11 @@ class LocalSandbox(Sandbox):
             raise CommandTimeout(cmd, timeout or 0.0, result)
         return result
 
-    def _live_path(self) -> Path:
-        if self._path is None:
-            if self._torn_down:
-                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
-            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
-                               "or use it in a `with` block")
-        return self._path
-
     # --- files ----------------------------------------------------------------------------
 
     def _resolve(self, remote_path: str) -> str:
         """A sandbox path on this machine: relative paths start in the working directory."""
-        base = self.config.workdir or str(self._live_path())
+        base = self.config.workdir or str(self._require_ready(self._path))
         trailing = "/" if remote_path.endswith("/") else ""
         return posixpath.join(base, remote_path).rstrip("/") + trailing or "/"
 
