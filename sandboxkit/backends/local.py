@@ -40,6 +40,7 @@ from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
+from .stdin import SPOOL_MEMORY, STDIN_CHUNK
 from .wrapper import OutputStream
 
 __all__ = ["LocalSandbox", "LocalSandboxWarning", "local_root"]
@@ -49,7 +50,6 @@ EXIT_GRACE = 0.05
 holds the pipes does not hold up the call (what the Kubernetes backend's end markers do)."""
 
 _READ_SIZE = 256 << 10
-_STDIN_CHUNK = 64 << 10
 _warned = False
 _warned_lock = threading.Lock()
 
@@ -227,7 +227,7 @@ class LocalSandbox(Sandbox):
 def _copy(source: Path, name: str, target: str | os.PathLike[str]) -> None:
     """Copy through a tar archive so that both directions follow the exact rules (modes,
     symlinks, merging into directories, refusing escapes) of the container backends."""
-    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as archive:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as archive:
         pack(source, name, archive)
         archive.seek(0)
         extract(archive, posixpath.basename(name), target)
@@ -321,7 +321,7 @@ def _feed(process: subprocess.Popen[bytes], selector: selectors.BaseSelector,
     assert process.stdin is not None
     try:
         if pending:
-            written = os.write(process.stdin.fileno(), pending[:_STDIN_CHUNK])
+            written = os.write(process.stdin.fileno(), pending[:STDIN_CHUNK])
             pending = pending[written:]
             if pending:
                 return pending

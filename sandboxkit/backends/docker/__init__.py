@@ -8,8 +8,9 @@ without it (:mod:`.client`). The other names load on first access, as in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import lazy_attributes
 from .client import docker_client
 
 if TYPE_CHECKING:
@@ -18,18 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEADLINE_LABEL", "DockerSandbox", "docker_client", "run_exec"]
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "DEADLINE_LABEL": ".sandbox",
     "DockerSandbox": ".sandbox",
     "run_exec": ".exec",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})
