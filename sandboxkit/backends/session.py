@@ -64,7 +64,7 @@ KILL_DRAIN = 2.0
 START_WAIT = 1.0
 """Before a kill, seconds to wait for the start marker (the process group id)."""
 
-ExitCodeSource = Callable[[], "int | None"]
+ExitCodeSource = Callable[[], int | None]
 """Called once the stream is over: the exit code the server reports, or None if it has
 none (yet). May raise for a server-side failure (ExecError)."""
 

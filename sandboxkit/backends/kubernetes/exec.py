@@ -103,6 +103,7 @@ __all__ = [
     "STATUS_GRACE",
     "OutputCallback",
     "TextCallback",
+    "channel_session",
     "kill_process_group",
     "run_exec",
 ]
