@@ -258,6 +258,11 @@ def _drive(process: subprocess.Popen[bytes], stdin: bytes | None, stdout: Output
 
     One thread multiplexes the pipes and the exit (a pidfd where the kernel has them), so
     the deadline holds however the command behaves.
+
+    This is not the exec session engine (:mod:`.session`) on purpose: that engine's rules
+    rest on the wrapper's markers (the grace starts at both end markers, the kill waits for
+    the start marker's group id), and here there is no wrapper: the exit is the process's
+    own (so the grace starts at the exit), and the group id is known at spawn.
     """
     selector = selectors.DefaultSelector()
     streams = {process.stdout: stdout, process.stderr: stderr}
