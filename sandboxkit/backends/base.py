@@ -13,12 +13,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from .. import metrics
 from ..config import SandboxConfig, validate_text, validate_timeout
-from ..errors import CommandTimeout, ConfigError
+from ..errors import CommandTimeout, ConfigError, SandboxError, SandboxGone
 from ..models import CommandResult, SandboxStatus
+from .stdin import StdinData
 
 __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
            "Stdin", "command_argv"]
@@ -32,6 +33,7 @@ Stdin = str | bytes
 # The `cd` runs in a shell whose only inputs are positional parameters: the workdir and the
 # argv to exec are data, never spliced into shell source.
 _CD_SCRIPT = 'cd "$1" || exit; shift; exec "$@"'
+_Handle = TypeVar("_Handle")
 
 
 def command_argv(
@@ -74,6 +76,8 @@ class Sandbox(ABC):
     """
 
     config: SandboxConfig
+    _torn_down: bool = False
+    """Set by :meth:`teardown`: a sandbox is never started again."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -139,6 +143,21 @@ class Sandbox(ABC):
     ) -> CommandResult:
         """Run ``cmd`` with ``/bin/sh -c``; raise CommandTimeout after ``timeout`` seconds
         (None: the config's ``command_timeout``) once the process is killed."""
+
+    def _require_ready(self, handle: _Handle | None) -> _Handle:
+        """``handle`` (what commands and copies use: the pod, the container, the
+        directory), or the error for a sandbox that has none: SandboxGone once torn down,
+        SandboxError before :meth:`init`. One guard, so every backend words it alike."""
+        if handle is None:
+            if self._torn_down:
+                raise SandboxGone(f"sandbox {self.name} was torn down", reason="TornDown")
+            raise SandboxError(f"sandbox {self.name} is not started: call init() first, "
+                               "or use it in a `with` block")
+        return handle
+
+    def _timeout_or_default(self, timeout: float | None) -> float | None:
+        """A command's timeout: the one given, else the config's ``command_timeout``."""
+        return self.config.command_timeout if timeout is None else timeout
 
     def run_command(
         self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
@@ -226,9 +245,10 @@ class ArgvSandbox(Sandbox):
 
     @abstractmethod
     def exec_argv(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
-        on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-        command_text: str | None = None,
+        self, argv: Sequence[str], *, stdin: StdinData | None = None,
+        timeout: float | None = None, on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None, command_text: str | None = None,
     ) -> CommandResult:
         """Run ``argv`` as is (no shell) in the sandbox; ``command_text`` names it in the
-        result and errors. Timeouts as for :meth:`Sandbox._execute`."""
+        result and errors; ``stdin`` is bytes or a binary file. Timeouts as for
+        :meth:`Sandbox._execute`."""

@@ -35,11 +35,12 @@ from typing import Any, Self
 
 from .. import metrics
 from ..config import SANDBOX_APP_LABEL, SandboxConfig
-from ..errors import CommandTimeout, SandboxError, SandboxGone, SandboxNotFound
+from ..errors import CommandTimeout, SandboxError, SandboxNotFound
 from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
+from .stdin import SPOOL_MEMORY, STDIN_CHUNK
 from .wrapper import OutputStream
 
 __all__ = ["LocalSandbox", "LocalSandboxWarning", "local_root"]
@@ -49,7 +50,6 @@ EXIT_GRACE = 0.05
 holds the pipes does not hold up the call (what the Kubernetes backend's end markers do)."""
 
 _READ_SIZE = 256 << 10
-_STDIN_CHUNK = 64 << 10
 _warned = False
 _warned_lock = threading.Lock()
 
@@ -180,7 +180,7 @@ class LocalSandbox(Sandbox):
     def _logs(self, tail: int | None) -> str:
         """Always empty once started: a local sandbox has no main process, only the
         commands it ran, whose output their results hold."""
-        self._live_path()
+        self._require_ready(self._path)
         return ""
 
     def status(self) -> SandboxStatus:
@@ -195,8 +195,8 @@ class LocalSandbox(Sandbox):
         workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
         on_stderr: OutputCallback | None,
     ) -> CommandResult:
-        path = self._live_path()
-        timeout = self.config.command_timeout if timeout is None else timeout
+        path = self._require_ready(self._path)
+        timeout = self._timeout_or_default(timeout)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         environment = {**os.environ, "HOME": str(path), "TMPDIR": str(path / "tmp"),
                        **self.config.env}
@@ -232,19 +232,11 @@ class LocalSandbox(Sandbox):
             raise CommandTimeout(cmd, timeout or 0.0, result)
         return result
 
-    def _live_path(self) -> Path:
-        if self._path is None:
-            if self._torn_down:
-                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
-            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
-                               "or use it in a `with` block")
-        return self._path
-
     # --- files ----------------------------------------------------------------------------
 
     def _resolve(self, remote_path: str) -> str:
         """A sandbox path on this machine: relative paths start in the working directory."""
-        base = self.config.workdir or str(self._live_path())
+        base = self.config.workdir or str(self._require_ready(self._path))
         trailing = "/" if remote_path.endswith("/") else ""
         return posixpath.join(base, remote_path).rstrip("/") + trailing or "/"
 
@@ -279,7 +271,7 @@ def _status(name: str, created: str, labels: Mapping[str, str],
 def _copy(source: Path, name: str, target: str | os.PathLike[str]) -> None:
     """Copy through a tar archive so that both directions follow the exact rules (modes,
     symlinks, merging into directories, refusing escapes) of the container backends."""
-    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as archive:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as archive:
         pack(source, name, archive)
         archive.seek(0)
         extract(archive, posixpath.basename(name), target)
@@ -310,6 +302,11 @@ def _drive(process: subprocess.Popen[bytes], stdin: bytes | None, stdout: Output
 
     One thread multiplexes the pipes and the exit (a pidfd where the kernel has them), so
     the deadline holds however the command behaves.
+
+    This is not the exec session engine (:mod:`.session`) on purpose: that engine's rules
+    rest on the wrapper's markers (the grace starts at both end markers, the kill waits for
+    the start marker's group id), and here there is no wrapper: the exit is the process's
+    own (so the grace starts at the exit), and the group id is known at spawn.
     """
     selector = selectors.DefaultSelector()
     streams = {process.stdout: stdout, process.stderr: stderr}
@@ -373,7 +370,7 @@ def _feed(process: subprocess.Popen[bytes], selector: selectors.BaseSelector,
     assert process.stdin is not None
     try:
         if pending:
-            written = os.write(process.stdin.fileno(), pending[:_STDIN_CHUNK])
+            written = os.write(process.stdin.fileno(), pending[:STDIN_CHUNK])
             pending = pending[written:]
             if pending:
                 return pending

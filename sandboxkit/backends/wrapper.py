@@ -9,7 +9,8 @@ runs an optional watchdog that kills the group after a timeout, and writes an en
 with the exit status to stdout and stderr. A caller kills the group from a second exec
 running :data:`KILL`. :class:`OutputStream` strips the markers from the output byte-exactly
 and keeps a bounded copy. :mod:`sandboxkit.backends.kubernetes.exec` explains the protocol
-in full; :mod:`sandboxkit.backends.docker` uses the same script over Docker's exec API.
+in full; :mod:`sandboxkit.backends.docker.exec` uses the same script over Docker's exec API, and
+:mod:`sandboxkit.backends.session` drives both.
 
 Markers are ``\\0sbxk:<nonce>:<kind><number>\\n``: G/T (start: process group id, or pid for
 the /proc tree fallback; stdout only), X/K (end: exit status; K means the watchdog killed

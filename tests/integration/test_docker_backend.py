@@ -9,6 +9,7 @@ container removed under a command, the idle deadline, an OOM kill of the contain
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from sandbox_support import SMALL
 
 from sandboxkit import create_sandbox
 from sandboxkit.backends.docker import DockerSandbox
-from sandboxkit.errors import BackendUnavailable, ImagePullError, SandboxGone, SandboxNotFound
+from sandboxkit.errors import (
+    BackendUnavailable,
+    ImagePullError,
+    SandboxError,
+    SandboxGone,
+    SandboxNotFound,
+)
 from sandboxkit.manifests import ID_LABEL
 
 pytestmark = pytest.mark.docker
@@ -186,3 +193,35 @@ def test_restricted_profile_runs_as_a_user_who_owns_uploads(make: MakeSandbox,
     sandbox.upload(tmp_path / "notes.txt", "/tmp/notes.txt")
     owner = sandbox.run_command("stat -c %u /tmp/notes.txt && cat /tmp/notes.txt", check=True)
     assert owner.stdout == "1000\nmine\n"
+
+
+def test_logs_are_the_containers_own_output(make: MakeSandbox) -> None:
+    sandbox = make()
+    with pytest.raises(SandboxError, match="not started"):
+        sandbox.logs()
+    sandbox.init()
+    assert sandbox.logs() == ""  # `tail -f /dev/null` says nothing; commands' output is theirs
+    sandbox.run_command("echo from a command", check=True)
+    assert sandbox.logs() == ""
+    # What the container's init writes is its log, stderr included (in no order relative to
+    # stdout: the daemon copies the two pipes separately).
+    # The daemon copies the pipes to the log asynchronously: give it a moment.
+    sandbox.run_command("printf 'one\\ntwo\\nthree\\n' > /proc/1/fd/1", check=True)
+    assert _settled(sandbox.logs) == "one\ntwo\nthree\n"
+    assert sandbox.logs(tail=2) == "two\nthree\n"
+    sandbox.run_command("printf 'caf\\303\\251 \\377\\n' > /proc/1/fd/2", check=True)
+    lines = sorted(_settled(sandbox.logs, lines=4).splitlines())
+    assert lines == ["café \ufffd", "one", "three", "two"]
+    sandbox.teardown(wait=True)
+    with pytest.raises(SandboxGone):
+        sandbox.logs()
+
+
+def _settled(read: Callable[[], str], lines: int = 3, seconds: float = 5.0) -> str:
+    """``read()`` once it holds ``lines`` lines, or its last value after ``seconds``."""
+    until = time.monotonic() + seconds
+    text = read()
+    while text.count("\n") < lines and time.monotonic() < until:
+        time.sleep(0.05)
+        text = read()
+    return text

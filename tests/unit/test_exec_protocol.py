@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl, urlparse
 import pytest
 
 from sandboxkit.backends.kubernetes import exec as ex
-from sandboxkit.backends.wrapper import WRAPPER
+from sandboxkit.backends.kubernetes import frames, transport
+from sandboxkit.backends.session import Outcome
+from sandboxkit.backends.stdin import StdinSource
+from sandboxkit.backends.wrapper import WRAPPER, OutputStream, TextCallback
 from sandboxkit.errors import ExecError, ExecProtocolError
 
 NONCE = "0123456789abcdef0123456789abcdef"
@@ -37,7 +40,7 @@ def marker(kind: str, value: int) -> bytes:
 
 def feed_split(data: bytes, at: list[int], limit: int = 1 << 20) -> tuple[bytes, list[Any], bool]:
     seen: list[bytes] = []
-    stream = ex._OutputStream(limit, seen.append, None, TAG)
+    stream = OutputStream(limit, seen.append, None, TAG)
     markers: list[Any] = []
     cuts = [0, *at, len(data)]
     for start, end in itertools.pairwise(cuts):
@@ -71,7 +74,7 @@ def test_other_nonces_and_nul_bytes_pass_through() -> None:
 
 
 def test_malformed_marker_is_a_protocol_error() -> None:
-    stream = ex._OutputStream(100, None, None, TAG)
+    stream = OutputStream(100, None, None, TAG)
     with pytest.raises(ExecProtocolError):
         stream.feed(TAG + b"Q1\n")
 
@@ -79,7 +82,7 @@ def test_malformed_marker_is_a_protocol_error() -> None:
 def test_limit_truncates_but_callbacks_see_everything() -> None:
     seen: list[bytes] = []
     sink = io.BytesIO()
-    stream = ex._OutputStream(10, seen.append, sink, None)
+    stream = OutputStream(10, seen.append, sink, None)
     for _ in range(5):
         stream.feed(b"0123456")
     assert stream.value() == b"0123456012"
@@ -89,7 +92,7 @@ def test_limit_truncates_but_callbacks_see_everything() -> None:
 
 def test_text_callback_decodes_incrementally() -> None:
     parts: list[str] = []
-    callback = ex.TextCallback(parts.append)
+    callback = TextCallback(parts.append)
     data = "aé€😀".encode()
     for byte in data:
         callback(bytes([byte]))
@@ -132,7 +135,7 @@ def test_other_failures_are_exec_errors() -> None:
 
 
 def test_exec_url_quotes_everything() -> None:
-    url = ex._exec_url("https://h:6443/prefix/", "ns", "p", "c",
+    url = transport._exec_url("https://h:6443/prefix/", "ns", "p", "c",
                        ["sh", "-c", "echo 'a&b' ; x=1"], stdin=True)
     parsed = urlparse(url)
     assert (parsed.scheme, parsed.netloc) == ("wss", "h:6443")
@@ -156,18 +159,18 @@ def test_auth_headers_use_the_refresh_hook() -> None:
 
     config.api_key = {"authorization": "stale"}
     config.refresh_api_key_hook = refresh  # type: ignore[assignment]
-    assert ex._auth_headers(config) == ["authorization: Bearer token-1"]
-    assert ex._auth_headers(config) == ["authorization: Bearer token-2"]
+    assert transport._auth_headers(config) == ["authorization: Bearer token-1"]
+    assert transport._auth_headers(config) == ["authorization: Bearer token-2"]
 
 
 def test_proxy_options_ignore_the_environment_unless_configured() -> None:
     from kubernetes import client
 
     config = client.Configuration()
-    assert ex._proxy_options(config) == {"http_no_proxy": ["*"]}
+    assert transport._proxy_options(config) == {"http_no_proxy": ["*"]}
     config.proxy = "http://user:pw@proxy:3128"
     config.no_proxy = "a, b"
-    assert ex._proxy_options(config) == {
+    assert transport._proxy_options(config) == {
         "http_proxy_host": "proxy", "http_proxy_port": 3128, "proxy_type": "http",
         "http_proxy_auth": ("user", "pw"), "http_no_proxy": ["a", "b"]}
 
@@ -183,33 +186,33 @@ def drain(source: Any) -> bytes:
 
 
 def test_stdin_sources_know_their_length(tmp_path: Any) -> None:
-    source = ex._StdinSource.open(b"hello")
+    source = StdinSource.open(b"hello")
     assert (source.length, drain(source)) == (5, b"hello")
 
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
     with path.open("rb") as handle:
         handle.seek(4)
-        source = ex._StdinSource.open(handle)
+        source = StdinSource.open(handle)
         assert (source.length, drain(source)) == (6, b"456789")
 
     read_end, write_end = os.pipe()
     os.write(write_end, b"piped data")
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        source = ex._StdinSource.open(pipe)
+        source = StdinSource.open(pipe)
         assert (source.length, drain(source)) == (10, b"piped data")
         source.close()
 
     with pytest.raises(TypeError):
-        ex._StdinSource.open("text")  # type: ignore[arg-type]
+        StdinSource.open("text")  # type: ignore[arg-type]
 
 
 # -- frames and sessions over a socketpair --------------------------------------------------
 
 
 class FakeWebSocket:
-    """What _FrameChannel needs of websocket-client after the handshake."""
+    """What FrameChannel needs of websocket-client after the handshake."""
 
     def __init__(self, sock: socket.socket, protocol: str) -> None:
         self.sock = sock
@@ -265,8 +268,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     theirs.close()
 
 
-def channel_over(sock: socket.socket, protocol: str = ex.V5_PROTOCOL) -> ex._FrameChannel:
-    return ex._FrameChannel(FakeWebSocket(sock, protocol))  # type: ignore[arg-type]
+def channel_over(sock: socket.socket, protocol: str = ex.V5_PROTOCOL) -> frames.FrameChannel:
+    return frames.FrameChannel(FakeWebSocket(sock, protocol))  # type: ignore[arg-type]
 
 
 def test_frames_fragments_pings_and_close(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -296,14 +299,14 @@ def test_frames_fragments_pings_and_close(pair: tuple[socket.socket, socket.sock
 
 def run_session(pair: tuple[socket.socket, socket.socket], frames: bytes, *,
                 stdin: bytes | None = None, close: bool = False,
-                deadline: float | None = None) -> tuple[ex._Outcome, bytes, list[Any]]:
+                deadline: float | None = None) -> tuple[Outcome, bytes, list[Any]]:
     ours, theirs = pair
     channel = channel_over(ours)
-    out = ex._OutputStream(1 << 20, None, None, TAG)
-    err = ex._OutputStream(1 << 20, None, None, TAG)
+    out = OutputStream(1 << 20, None, None, TAG)
+    err = OutputStream(1 << 20, None, None, TAG)
     kills: list[Any] = []
-    source = ex._StdinSource.open(stdin) if stdin is not None else None
-    session = ex._Session(channel, out, err, source, lambda *a: kills.append(a))
+    source = StdinSource.open(stdin) if stdin is not None else None
+    session = ex.channel_session(channel, out, err, source, lambda *a: kills.append(a))
     theirs.sendall(frames)
     if close:
         theirs.shutdown(socket.SHUT_WR)
@@ -317,7 +320,7 @@ def test_status_ends_the_session(pair: tuple[socket.socket, socket.socket]) -> N
     frames = (server_frame(1, marker("G", 7) + b"out") + server_frame(1, marker("X", 3))
               + server_frame(2, marker("X", 3)) + server_frame(3, json.dumps(status).encode()))
     outcome, out, _ = run_session(pair, frames)
-    assert (outcome, out) == (ex._Outcome(3, timed_out=False), b"out")
+    assert (outcome, out) == (Outcome(3, timed_out=False), b"out")
 
 
 def test_markers_end_the_session_when_no_status_comes(
@@ -327,7 +330,7 @@ def test_markers_end_the_session_when_no_status_comes(
     started = time.monotonic()
     outcome, out, _ = run_session(pair, frames)
     assert ex.STATUS_GRACE <= time.monotonic() - started < ex.STATUS_GRACE + 1
-    assert (outcome, out) == (ex._Outcome(0, timed_out=False), b"done")
+    assert (outcome, out) == (Outcome(0, timed_out=False), b"done")
 
 
 def test_a_stream_closed_without_status_is_an_error(
@@ -340,7 +343,7 @@ def test_a_stream_closed_without_status_is_an_error(
 def test_the_in_pod_watchdog_reports_a_timeout(pair: tuple[socket.socket, socket.socket]) -> None:
     frames = server_frame(1, marker("G", 9) + marker("K", 137)) + server_frame(2, marker("K", 137))
     outcome, _, _ = run_session(pair, frames)
-    assert outcome == ex._Outcome(137, timed_out=True)
+    assert outcome == Outcome(137, timed_out=True)
 
 
 def test_client_deadline_kills_the_group(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -354,15 +357,15 @@ def test_client_deadline_kills_the_group(pair: tuple[socket.socket, socket.socke
     outcome, out, kills = run_session(pair, server_frame(1, marker("G", 11) + b"so far"),
                                       deadline=time.monotonic() + 0.1)
     assert kills == [("G", 11)]
-    assert (outcome, out) == (ex._Outcome(137, timed_out=True), b"so far")
+    assert (outcome, out) == (Outcome(137, timed_out=True), b"so far")
 
 
 def test_stdin_is_sent_then_closed_on_v5(pair: tuple[socket.socket, socket.socket]) -> None:
     ours, theirs = pair
     channel = channel_over(ours)
-    out = ex._OutputStream(100, None, None, TAG)
-    err = ex._OutputStream(100, None, None, TAG)
-    session = ex._Session(channel, out, err, ex._StdinSource.open(b"x" * 100_000),
+    out = OutputStream(100, None, None, TAG)
+    err = OutputStream(100, None, None, TAG)
+    session = ex.channel_session(channel, out, err, StdinSource.open(b"x" * 100_000),
                           lambda *a: None)
     session._step(0.5)
     session._step(0.5)
@@ -483,10 +486,10 @@ def test_interrupt_from_a_callback_still_kills(pair: tuple[socket.socket, socket
         calls.append(data)
         raise KeyboardInterrupt
 
-    out = ex._OutputStream(100, interrupt, None, TAG)
-    err = ex._OutputStream(100, None, None, TAG)
+    out = OutputStream(100, interrupt, None, TAG)
+    err = OutputStream(100, None, None, TAG)
     kills: list[Any] = []
-    session = ex._Session(channel_over(ours), out, err, None, lambda *a: kills.append(a))
+    session = ex.channel_session(channel_over(ours), out, err, None, lambda *a: kills.append(a))
     if marker_later:
         theirs.sendall(server_frame(1, b"go\n"))
         threading.Timer(0.2, lambda: theirs.sendall(
@@ -494,11 +497,7 @@ def test_interrupt_from_a_callback_still_kills(pair: tuple[socket.socket, socket
     else:
         theirs.sendall(server_frame(1, b"go\n") + server_frame(1, marker("G", 5)))
     with pytest.raises(KeyboardInterrupt):
-        try:
-            session.run(None)
-        except BaseException:
-            session.abort()
-            raise
+        session.run(None)
     assert kills == [("G", 5)]
     assert calls == [b"go\n"]
 

@@ -6,7 +6,9 @@ diagnostics) does not pull in the exec stack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .. import lazy_attributes
 
 if TYPE_CHECKING:
     from ...errors import ExecError
@@ -16,20 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "ExecError", "KubernetesSandbox", "connect", "run_exec"]
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "Connection": ".client",
     "connect": ".client",
     "ExecError": "...errors",
     "run_exec": ".exec",
     "KubernetesSandbox": ".sandbox",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})

@@ -27,12 +27,12 @@ from ...models import CommandResult
 from ..archive import extract as _extract
 from ..archive import pack, upload_source
 from ..archive import remote_split as _remote_split
+from ..stdin import SPOOL_MEMORY
 
 __all__ = ["MISSING_EXIT", "Runner", "download", "upload"]
 
 # sysexits.h EX_NOINPUT: the download script's "no such path", told apart from tar failing.
 MISSING_EXIT = 66
-_SPOOL_MEMORY = 8 << 20
 
 # $1 the destination's parent directory. Modes come from the archive (umask 0); the owner is
 # whoever extracts (-o), not the uploader's uid.
@@ -51,7 +51,7 @@ runs argv in the sandbox (the sandbox's exec with its timeout) and returns the r
 def upload(run: Runner, local_path: str | os.PathLike[str], remote_path: str) -> None:
     """Copy a local file or directory tree to ``remote_path`` in the sandbox."""
     source, parent, name = upload_source(local_path, remote_path)
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY) as archive:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as archive:
         pack(source, name, archive)
         archive.seek(0)
         result = run(["/bin/sh", "-c", _UPLOAD, "sandboxkit-upload", parent], stdin=archive,
@@ -63,7 +63,7 @@ def upload(run: Runner, local_path: str | os.PathLike[str], remote_path: str) ->
 def download(run: Runner, remote_path: str, local_path: str | os.PathLike[str]) -> None:
     """Copy a file or directory tree at ``remote_path`` in the sandbox to ``local_path``."""
     parent, name = _remote_split(remote_path.rstrip("/") or "/", "")
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY) as archive:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as archive:
         result = run(["/bin/sh", "-c", _DOWNLOAD, "sandboxkit-download", parent, name],
                      stdout_sink=archive, output_limit=0,
                      command_text=f"download {remote_path} -> {local_path}")

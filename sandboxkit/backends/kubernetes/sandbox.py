@@ -29,6 +29,7 @@ from ...errors import (
 from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
+from ..stdin import StdinData
 from . import files as _files
 from .client import Connection, connect
 from .exec import run_exec
@@ -295,12 +296,7 @@ class KubernetesSandbox(ArgvSandbox):
 
     def _logs(self, tail: int | None) -> str:
         """The sandbox container's log, through the API (``kubectl logs``)."""
-        pod = self._pod
-        if pod is None:
-            if self._torn_down:
-                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
-            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
-                               "or use it in a `with` block")
+        pod = self._require_ready(self._pod)
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -319,7 +315,7 @@ class KubernetesSandbox(ArgvSandbox):
     # --- commands -------------------------------------------------------------------------
 
     def exec_argv(
-        self, argv: Sequence[str], *, stdin: bytes | IO[bytes] | None = None,
+        self, argv: Sequence[str], *, stdin: StdinData | None = None,
         timeout: float | None = None, on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None, stdout_sink: IO[bytes] | None = None,
         output_limit: int | None = None, command_text: str | None = None,
@@ -329,17 +325,12 @@ class KubernetesSandbox(ArgvSandbox):
         ``timeout`` None means the config's ``command_timeout``. When the exec fails
         because the pod went away, the error is :class:`SandboxGone` with the reason.
         """
-        pod = self._pod
-        if pod is None:
-            if self._torn_down:
-                raise SandboxGone(f"sandbox {self._name} was torn down", reason="TornDown")
-            raise SandboxError(f"sandbox {self._name} is not started: call init() first, "
-                               "or use it in a `with` block")
+        pod = self._require_ready(self._pod)
         limit = self.config.output_limit if output_limit is None else output_limit
         try:
             result = run_exec(
                 self.connection.api_client(), self.namespace, pod, CONTAINER_NAME, argv,
-                stdin=stdin, timeout=self.config.command_timeout if timeout is None else timeout,
+                stdin=stdin, timeout=self._timeout_or_default(timeout),
                 on_stdout=on_stdout, on_stderr=on_stderr, stdout_sink=stdout_sink,
                 output_limit=limit, command_text=command_text)
         except (ExecError, ExecProtocolError, SandboxGone, OSError) as exc:
