@@ -13,7 +13,7 @@ all-sandbox ones.
 Lifetime is reference-counted by subscriptions: :func:`feed_for` hands out one feed per
 (API server, namespace); its watch threads start with the first subscription and stop --
 streams closed, threads joined -- when the last one closes. Each watch lists first and
-resumes (relisting after 410 Gone) through :func:`lifecycle.watch`.
+resumes (relisting after 410 Gone) through :func:`sandboxkit.backends.kubernetes.api.watch`.
 
 Callbacks run on a feed thread (or, for the replay of the current state, on the thread
 that subscribes), one at a time and in order. Keep them quick -- set a widget's value,
@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends.kubernetes.api import WatchStream, watch
 from .backends.kubernetes.client import Connection, connect
-from .backends.kubernetes.lifecycle import WatchStream, watch
 from .backends.kubernetes.status import newest_pod, sandbox_status
 from .manifests import sandbox_selector
 from .models import SandboxStatus

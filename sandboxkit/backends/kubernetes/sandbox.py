@@ -30,19 +30,10 @@ from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_d
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from . import files as _files
+from .api import JobRef, container_status, pod_events, request_json, spec_image
 from .client import Connection, connect
 from .exec import run_exec
-from .lifecycle import (
-    JobRef,
-    container_status,
-    create_job,
-    delete_job,
-    pod_events,
-    request_json,
-    spec_image,
-    wait_gone,
-    wait_running,
-)
+from .lifecycle import create_job, delete_job, wait_gone, wait_running
 from .status import newest_pod, sandbox_status
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...models import SandboxStatus
-from .lifecycle import container_status, event_time, spec_container, spec_image
+from .api import container_status, event_time, spec_container, spec_image
 
 __all__ = ["STATUS_EVENTS", "event_summary", "newest_pod", "sandbox_status"]
 
