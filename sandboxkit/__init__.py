@@ -35,6 +35,10 @@ from .errors import (
 )
 from .models import CommandResult, SandboxStatus
 
+# Tells the widgets how ``StatusPanel(sb)`` and ``ListPanel("ci")`` get their status source;
+# light (models and the widgets' protocols; the feed and diagnostics load when first used).
+from .sources import sandbox_source as _sandbox_source  # noqa: F401
+
 if TYPE_CHECKING:
     from .backends.base import Sandbox
     from .backends.kubernetes.sandbox import KubernetesSandbox

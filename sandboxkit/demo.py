@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, TextIO
 from urllib3.exceptions import HTTPError
 
 from . import rbac
+from .backends.kubernetes.api import request_json, watch
 from .backends.kubernetes.client import connect
-from .backends.kubernetes.lifecycle import request_json, watch
 from .errors import PermissionDenied, SandboxError, SandboxStartupError
 from .fallback import ensure_cluster
 

@@ -13,7 +13,7 @@ all-sandbox ones.
 Lifetime is reference-counted by subscriptions: :func:`feed_for` hands out one feed per
 (API server, namespace); its watch threads start with the first subscription and stop --
 streams closed, threads joined -- when the last one closes. Each watch lists first and
-resumes (relisting after 410 Gone) through :func:`lifecycle.watch`.
+resumes (relisting after 410 Gone) through :func:`sandboxkit.backends.kubernetes.api.watch`.
 
 Callbacks run on a feed thread (or, for the replay of the current state, on the thread
 that subscribes), one at a time and in order. Keep them quick -- set a widget's value,
@@ -29,15 +29,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .backends.kubernetes.api import WatchStream, watch
 from .backends.kubernetes.client import Connection, connect
-from .backends.kubernetes.lifecycle import WatchStream, watch
 from .backends.kubernetes.status import newest_pod, sandbox_status
 from .manifests import sandbox_selector
 from .models import SandboxStatus
 
-__all__ = ["NamespaceFeed", "Subscription", "feed_for"]
+if TYPE_CHECKING:
+    from .backends.base import Sandbox
+
+__all__ = ["NamespaceFeed", "Subscription", "feed_for", "sandbox_feed"]
 
 log = logging.getLogger(__name__)
 
@@ -429,3 +432,14 @@ def feed_for(connection: Connection | None = None, namespace: str | None = None,
         if feed is None:
             feed = _feeds[key] = NamespaceFeed(connection, namespace)
         return feed
+
+
+def sandbox_feed(sandbox: Sandbox) -> NamespaceFeed | None:
+    """The shared feed of a Kubernetes sandbox's namespace (what status widgets subscribe
+    to instead of polling ``status()``); None for a backend whose statuses are not
+    watched (docker, local)."""
+    from .backends.kubernetes.sandbox import KubernetesSandbox
+
+    if not isinstance(sandbox, KubernetesSandbox):
+        return None
+    return feed_for(sandbox.connection, sandbox.namespace)

@@ -24,8 +24,9 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .backends.kubernetes.api import JobRef
 from .backends.kubernetes.client import Connection, connected
-from .backends.kubernetes.lifecycle import JobRef, delete_job
+from .backends.kubernetes.lifecycle import delete_job
 from .backends.kubernetes.status import list_statuses
 from .manifests import OWNER_ANNOTATION, owner_process
 from .models import SandboxStatus

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .backends.kubernetes.api import api_error, request_json
 from .backends.kubernetes.client import Connection, connected
-from .backends.kubernetes.lifecycle import api_error, request_json
 from .errors import PermissionDenied, ServiceAccountMissing
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.kubernetes.api import RBAC_MANIFEST, request_json
 from ..backends.kubernetes.client import Connection
-from ..backends.kubernetes.lifecycle import RBAC_MANIFEST, request_json
 from ..errors import PermissionDenied
 from ..rbac import (
     APP_SERVICE_ACCOUNT,

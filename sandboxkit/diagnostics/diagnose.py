@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 from ..backends.base import Sandbox
+from ..backends.kubernetes.api import JobRef, event_time, pod_events, request_json
 from ..backends.kubernetes.client import Connection, connected
-from ..backends.kubernetes.lifecycle import JobRef, event_time, pod_events, request_json
 from ..errors import PermissionDenied
 from .access import denied_finding, from_denied, rbac_objects_finding, unreachable_finding
 from .report import Diagnosis, Finding

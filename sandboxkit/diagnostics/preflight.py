@@ -21,8 +21,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import rbac
+from ..backends.kubernetes.api import RBAC_MANIFEST, event_time, request_json
 from ..backends.kubernetes.client import Connection, connected
-from ..backends.kubernetes.lifecycle import RBAC_MANIFEST, event_time, request_json
 from ..config import SandboxConfig, quantity_value
 from ..errors import PermissionDenied
 from .access import rbac_objects_finding, unreachable_finding

@@ -15,16 +15,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..backends.kubernetes.lifecycle import (
+from ..backends.kubernetes.api import (
     RBAC_MANIFEST,
     JobRef,
     container_status,
-    describe_pod_problem,
     event_time,
-    job_event_problem,
     spec_container,
     spec_image,
 )
+from ..backends.kubernetes.lifecycle import describe_pod_problem, job_event_problem
 from ..backends.kubernetes.status import newest_pod
 from ..errors import (
     ImagePullError,

@@ -527,9 +527,10 @@ class SandboxMagics(Magics):
         atexit.register(self.shutdown)
 
     def _panel(self, sandbox: Sandbox) -> Any:
+        from ..sources import sandbox_source
         from ..widgets import StatusPanel
 
-        panel = StatusPanel(sandbox)
+        panel = StatusPanel(sandbox_source(sandbox))
         self._panels.append(panel)
         return panel
 

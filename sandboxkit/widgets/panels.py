@@ -1,6 +1,7 @@
 """Live panels for notebooks: one sandbox (:class:`StatusPanel`) or a namespace
-(:class:`ListPanel`), updated by a :class:`sandboxkit.feed.NamespaceFeed` subscription
-rather than by polling.
+(:class:`ListPanel`), updated by a status source's subscription rather than by polling
+(see :mod:`.sources`: the panels are given their source, they never build feeds, read a
+backend or diagnose themselves).
 
 Why wrappers around an ipywidgets ``VBox`` (``.widget``) and not subclasses: the same
 object must display where ipywidgets is not installed or no widget frontend exists
@@ -8,9 +9,9 @@ object must display where ipywidgets is not installed or no widget frontend exis
 beside it; without ipywidgets it is only that HTML. ipywidgets is imported when a panel is
 made, never at import time.
 
-Feed callbacks arrive on the feed's thread: a panel only re-renders a string and sets one
-widget value there. Close a panel (:meth:`close`) when done with it: its subscription keeps
-the namespace's watches running.
+Source callbacks arrive on the source's thread (a feed's watch thread): a panel only
+re-renders a string and sets one widget value there. Close a panel (:meth:`close`) when
+done with it: its subscription keeps the namespace's watches running.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import models
 from .render import render_list, render_notice, render_status
-
-if TYPE_CHECKING:
-    from ..backends.base import Sandbox
-    from ..feed import NamespaceFeed, Subscription
+from .sources import (
+    NamespaceSource,
+    SandboxSource,
+    Subscription,
+    namespace_source_for,
+    sandbox_source_for,
+)
 
 __all__ = ["ListPanel", "StatusPanel"]
 
@@ -44,7 +48,7 @@ def _ipywidgets() -> ModuleType | None:
 class _Panel:
     """The HTML (main part and a note below it), the optional widget, display, close."""
 
-    feed: NamespaceFeed | None = None
+    feed: NamespaceSource | None = None
 
     def __init__(self, buttons: Sequence[tuple[str, Callable[[], None]]]) -> None:
         self._lock = threading.RLock()
@@ -118,33 +122,32 @@ class _Panel:
 class StatusPanel(_Panel):
     """A sandbox's live status with Refresh, Diagnose and Tear down buttons.
 
-    ``feed`` defaults to the sandbox's own (``sandbox.status_feed()``, shared by every
-    panel on its namespace); a sandbox without one (another backend) is shown from
-    :meth:`Sandbox.status` and updated by Refresh. Once the sandbox is gone (its Job
-    deleted) the panel says so and lets go of its subscription.
+    ``sandbox`` is a :class:`~.sources.SandboxSource`, or a sandbox, which the default
+    factory turns into one (:class:`sandboxkit.sources.SandboxStatusSource`: its feed is
+    the sandbox's namespace's, shared by every panel on it). A source without a feed
+    (another backend) is shown from its :meth:`~.sources.SandboxSource.status` and updated
+    by Refresh. Once the sandbox is gone (its Job deleted) the panel says so and lets go of
+    its subscription.
     """
 
-    def __init__(self, sandbox: Sandbox, *, feed: NamespaceFeed | None = None,
+    def __init__(self, sandbox: SandboxSource | Any, *,
                  sync_timeout: float = SYNC_TIMEOUT) -> None:
         super().__init__([("Refresh", self.refresh), ("Diagnose", self.diagnose),
                           ("Tear down", self.teardown)])
-        self.sandbox = sandbox
+        self.source = source = sandbox_source_for(sandbox)
         self.status: models.SandboxStatus | None = None
         self._seen = False  # the sandbox has existed since this panel began
-        if feed is None:
-            status_feed = getattr(sandbox, "status_feed", None)
-            feed = status_feed() if status_feed is not None else None
-        self.feed = feed
+        self.feed = feed = source.feed
         if feed is None:
             self.refresh()
             return
-        self._subscription = feed.subscribe(self._update, sandbox.name)
+        self._subscription = feed.subscribe(self._update, source.name)
         if not feed.wait_synced(sync_timeout):
             self._show(note=render_notice(_waiting(feed, sync_timeout)))
 
     def __repr__(self) -> str:
         state = self.status.display_status if self.status else "waiting"
-        return f"<StatusPanel {self.sandbox.name}: {state}>"
+        return f"<StatusPanel {self.source.name}: {state}>"
 
     def _update(self, status: models.SandboxStatus) -> None:
         with self._lock:
@@ -159,17 +162,16 @@ class StatusPanel(_Panel):
     def refresh(self) -> None:
         """Read the status now (and re-age the panel) instead of waiting for a change."""
         try:
-            self._update(self.sandbox.status())
+            self._update(self.source.status())
         except Exception as exc:
             self._show(note=render_notice(f"Refresh failed: {exc}"))
 
     def diagnose(self) -> None:
-        """Run :func:`sandboxkit.diagnose` on the sandbox and show its findings below."""
+        """Diagnose the sandbox (the source's :meth:`~.sources.SandboxSource.diagnose`) and
+        show the findings below."""
         self._show(note=render_notice("Diagnosing...", "pending"))
-        from ..diagnostics import diagnose
-
         try:
-            diagnosis = diagnose(self.sandbox)
+            diagnosis = self.source.diagnose()
         except Exception as exc:
             self._show(note=render_notice(f"Diagnose failed: {exc}"))
             return
@@ -179,7 +181,7 @@ class StatusPanel(_Panel):
         """Delete the sandbox (not waiting); the panel follows it to gone."""
         self._disable("Tear down")
         try:
-            self.sandbox.teardown()
+            self.source.teardown()
         except Exception as exc:
             self._show(note=render_notice(f"Tear down failed: {exc}"))
             return
@@ -190,21 +192,19 @@ class StatusPanel(_Panel):
 class ListPanel(_Panel):
     """Every sandbox in a namespace, live, from the namespace's shared feed.
 
-    ``feed`` defaults to the one for ``namespace`` (None: the kubeconfig context's) on
-    ``connection`` (None: connect as kubectl would).
+    ``namespace`` is a :class:`~.sources.NamespaceSource`, or a namespace's name (None:
+    the kubeconfig context's), which the default factory turns into the shared feed of
+    that namespace on ``connection`` (None: connect as kubectl would).
     """
 
-    feed: NamespaceFeed
+    feed: NamespaceSource
 
-    def __init__(self, namespace: str | None = None, *, connection: Any = None,
-                 feed: NamespaceFeed | None = None, sync_timeout: float = SYNC_TIMEOUT,
-                 ) -> None:
+    def __init__(self, namespace: NamespaceSource | str | None = None, *,
+                 connection: Any = None, sync_timeout: float = SYNC_TIMEOUT) -> None:
         super().__init__([("Refresh", self.refresh)])
-        if feed is None:
-            from ..feed import feed_for
-
-            feed = feed_for(connection, namespace)
-        self.feed = feed
+        if namespace is None or isinstance(namespace, str):
+            namespace = namespace_source_for(namespace, connection)
+        self.feed = feed = namespace
         self.statuses: list[models.SandboxStatus] = []
         self._subscription = feed.subscribe(self._changed)
         if feed.wait_synced(sync_timeout):
@@ -226,7 +226,7 @@ class ListPanel(_Panel):
                        + self._feed_notice())
 
 
-def _waiting(feed: NamespaceFeed, timeout: float) -> str:
+def _waiting(feed: NamespaceSource, timeout: float) -> str:
     why = f": {feed.error}" if feed.error else ""
     return (f"No answer from the cluster within {timeout:g}s{why}. The panel updates when "
             "the watches catch up; check access with `kubectl get jobs,pods,events`.")

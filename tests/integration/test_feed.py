@@ -15,7 +15,7 @@ from workload_support import job_manifest, token_kubeconfig, wait_for_event
 
 from sandboxkit.backends.kubernetes.client import connect
 from sandboxkit.errors import PermissionDenied
-from sandboxkit.feed import NamespaceFeed, feed_for
+from sandboxkit.feed import NamespaceFeed, feed_for, sandbox_feed
 
 
 def test_statuses_follow_a_sandbox_from_creation_to_gone(make_sandbox: MakeSandbox,
@@ -66,7 +66,7 @@ def test_one_feed_per_namespace_whose_threads_stop_with_the_last_subscriber(
     first, second = make_sandbox(), make_sandbox()
     before = set(threading.enumerate())
     feed = feed_for(first.connection, first.namespace)
-    assert second.status_feed() is feed  # same cluster and namespace, another sandbox
+    assert sandbox_feed(second) is feed  # same cluster and namespace, another sandbox
     subscriptions = [feed.subscribe(Recorder(), first.name), feed.subscribe(Recorder())]
     assert feed.wait_synced(60)
     assert len(feed_threads(first.namespace)) == 3  # jobs, pods, events: however many views
@@ -89,7 +89,7 @@ def test_one_feed_per_namespace_whose_threads_stop_with_the_last_subscriber(
 
 def test_a_failing_subscriber_does_not_stop_the_feed(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox()
-    feed = sandbox.status_feed()
+    feed = sandbox_feed(sandbox)
     calls = threading.Event()
 
     def broken(_status: object) -> None:

@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "diagnostics": FOUNDATION | {"manifests", "backends", "rbac"},
     "feed": FOUNDATION | {"manifests", "backends"},
     "widgets": {"models", "errors"},
+    # the status sources panels are fed with: where feeds, backends and diagnose meet
+    "sources": FOUNDATION | {"manifests", "backends", "feed", "diagnostics", "widgets"},
     "factory": FOUNDATION | {"backends"},
     "fallback": FOUNDATION | {"backends", "devcluster"},
     "devcluster": set(),  # standalone: product code never special-cases it, nor it them
@@ -37,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
                           "feed", "factory", "fallback"},
     "lab": FOUNDATION | {"fallback"},
     "magics": FOUNDATION | {"manifests", "backends", "rbac", "diagnostics", "inventory",
-                            "feed", "factory", "widgets"},
+                            "feed", "factory", "widgets", "sources"},
     "cli": FOUNDATION | {"manifests", "backends", "rbac", "diagnostics", "inventory",
                          "factory", "fallback", "demo", "lab", "devcluster"},
 }

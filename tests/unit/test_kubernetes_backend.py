@@ -17,20 +17,23 @@ from kubernetes.client.exceptions import ApiException
 from sandboxkit.backends.archive import remote_split as _remote_split
 from sandboxkit.backends.base import command_argv
 from sandboxkit.backends.kubernetes import client as k8s_client
-from sandboxkit.backends.kubernetes.lifecycle import (
+from sandboxkit.backends.kubernetes.api import (
     JobRef,
     api_error,
-    describe_pod_problem,
     is_running,
-    job_event_problem,
+    parse_status,
+    status_error,
     watch,
 )
+from sandboxkit.backends.kubernetes.lifecycle import describe_pod_problem, job_event_problem
 from sandboxkit.errors import (
     ConfigError,
+    ExecError,
     ImagePullError,
     PermissionDenied,
     PodSecurityViolation,
     QuotaExceeded,
+    SandboxGone,
     SandboxStartupError,
     ServiceAccountMissing,
     Unschedulable,
@@ -200,6 +203,91 @@ def test_quota_403_and_other_statuses() -> None:
     assert isinstance(quota, QuotaExceeded)
     other = _api_exception(500, "boom")
     assert api_error(other) is other
+
+
+def test_forbidden_without_a_status_body_is_still_permission_denied() -> None:
+    error = api_error(ApiException(status=403, reason="Forbidden"))
+    assert isinstance(error, PermissionDenied)
+    assert str(error) == "forbidden: Forbidden"
+
+
+def test_409_and_404_stay_api_exceptions_for_their_callers() -> None:
+    for code in (404, 409, 410):
+        original = _api_exception(code, "whatever")
+        assert api_error(original) is original
+
+
+# The exec client's refused WebSocket upgrade: an HTTP status and a Status body (raw bytes).
+_EXEC = {"verb": "create", "resource": "pods/exec", "namespace": "ci", "name": "p"}
+
+
+def _status_body(code: int, reason: str, message: str) -> bytes:
+    return json.dumps({"kind": "Status", "status": "Failure", "reason": reason,
+                       "message": message, "code": code}).encode()
+
+
+def test_refused_exec_403_names_what_rbac_refused() -> None:
+    body = _status_body(403, "Forbidden", 'pods "p" is forbidden: User "bob" cannot create '
+                        'resource "pods/exec" in API group "" in the namespace "ci"')
+    error = status_error(403, body, **_EXEC)
+    assert isinstance(error, PermissionDenied)
+    assert (error.verb, error.resource, error.namespace, error.identity) == (
+        "create", "pods/exec", "ci", "bob")
+    assert "kubectl auth can-i create pods/exec -n ci" in str(error)
+
+
+def test_refused_exec_401_and_unparsed_403_keep_the_request_as_what_was_refused() -> None:
+    unauthorized = status_error(401, b"Unauthorized", **_EXEC)
+    assert isinstance(unauthorized, PermissionDenied)
+    assert (unauthorized.verb, unauthorized.resource, unauthorized.namespace,
+            unauthorized.identity) == ("create", "pods/exec", "ci", "")
+    assert str(unauthorized) == "unauthorized: Unauthorized"
+    webhook = status_error(403, _status_body(403, "Forbidden",
+                                             'User "carol" is not allowed by policy x'), **_EXEC)
+    assert isinstance(webhook, PermissionDenied)
+    assert (webhook.verb, webhook.resource, webhook.identity) == ("create", "pods/exec",
+                                                                  "carol")
+
+
+def test_refused_exec_404_means_the_pod_is_gone() -> None:
+    gone = status_error(404, _status_body(404, "NotFound", 'pods "p" not found'), **_EXEC)
+    assert isinstance(gone, SandboxGone)
+    assert gone.reason == "NotFound"
+    assert str(gone) == 'pod ci/p not found: pods "p" not found'
+    bare = status_error(404, b"", **_EXEC)  # no Status at all: still NotFound, still gone
+    assert isinstance(bare, SandboxGone) and bare.reason == "NotFound"
+    assert "HTTP 404" in str(bare)
+
+
+def test_refused_exec_other_codes_are_exec_errors_with_the_status() -> None:
+    body = _status_body(400, "BadRequest", 'container "x" is not valid for pod "p"')
+    error = status_error(400, body, container="x", **_EXEC)
+    assert isinstance(error, ExecError) and not isinstance(error, PermissionDenied)
+    assert (error.reason, error.code) == ("BadRequest", 400)
+    assert error.status == json.loads(body)
+    assert "ci/p container x" in str(error) and "is not valid" in str(error)
+    proxy = status_error(502, b"<html>Bad Gateway</html>", **_EXEC)
+    assert isinstance(proxy, ExecError)
+    assert (proxy.reason, proxy.code, proxy.status) == ("", 502, {})
+    assert "<html>Bad Gateway</html>" in str(proxy)
+
+
+def test_quota_refusal_is_quota_exceeded_however_it_arrives() -> None:
+    message = 'pods "p" is forbidden: exceeded quota: q, requested: pods=1'
+    parsed = {"kind": "Status", "reason": "Forbidden", "message": message}
+    error = status_error(403, parsed, sandbox="sb")
+    assert isinstance(error, QuotaExceeded)
+    assert (error.sandbox, error.reason) == ("sb", "Forbidden")
+
+
+def test_parse_status_accepts_dicts_bytes_text_and_garbage() -> None:
+    status = {"kind": "Status", "message": "m"}
+    assert parse_status(status) == (status, "m")
+    assert parse_status(json.dumps(status).encode()) == (status, "m")
+    assert parse_status("  not json \n") == ({}, "not json")
+    assert parse_status(b"[1, 2]") == ({}, "[1, 2]")  # JSON, but not a Status
+    assert parse_status(b"\xff\xfe") == ({}, "\ufffd\ufffd")
+    assert parse_status(None) == ({}, "")
 
 
 # --- pod and event diagnosis --------------------------------------------------------------

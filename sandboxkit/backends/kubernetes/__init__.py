@@ -1,4 +1,5 @@
-"""The Kubernetes backend: Job lifecycle, exec channel protocol, file copy.
+"""The Kubernetes backend: API requests and watches, Job lifecycle, exec channel protocol,
+file copy.
 
 Names load on first access, so importing a helper module (``.client`` for rbac and
 diagnostics) does not pull in the exec stack.

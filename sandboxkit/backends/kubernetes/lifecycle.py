@@ -14,26 +14,22 @@ in different places, so two watches are involved:
   only while no pod exists: FailedCreate from the Job controller (``exceeded quota``,
   ``serviceaccount "x" not found``). It cuts the pod watch short when it finds one.
 
-A watch that the server ends is resumed from the last resourceVersion seen; one that answers
-410 Gone (the version fell out of the server's history) is resumed by listing again.
-Responses are read as raw JSON lines: nothing here needs the client's models, and skipping
-their deserialization keeps ``init()`` as fast as a hand-written create-and-watch script.
+The requests, their typed errors, the watch (resumed across server timeouts and 410 Gone)
+and the pod and event fields read here are :mod:`.api`'s, shared with the feed and
+diagnostics; this module holds only what a sandbox's startup and teardown decide.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ...errors import (
     ImagePullError,
-    PermissionDenied,
     PodSecurityViolation,
     QuotaExceeded,
     SandboxError,
@@ -42,8 +38,18 @@ from ...errors import (
     StartupTimeout,
     Unschedulable,
 )
-from ...manifests import CONTAINER_NAME, sandbox_selector
 from ..base import ProgressCallback
+from .api import (
+    RBAC_MANIFEST,
+    JobRef,
+    WatchStream,
+    container_status,
+    is_running,
+    pod_events,
+    request_json,
+    spec_image,
+    watch,
+)
 from .client import Connection
 
 if TYPE_CHECKING:
@@ -51,26 +57,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_PULL_REASONS",
-    "RBAC_MANIFEST",
-    "JobRef",
-    "WatchStream",
-    "api_error",
-    "container_status",
     "create_job",
     "delete_job",
     "describe_pod_problem",
-    "event_time",
     "job_event_problem",
-    "pod_events",
-    "request_json",
-    "spec_container",
-    "spec_image",
     "wait_gone",
     "wait_running",
-    "watch",
 ]
 
-RBAC_MANIFEST = "k8s/rbac/k8s.yaml"
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
      "RegistryUnavailable"}
@@ -82,112 +76,12 @@ FATAL_WAITING_REASONS = frozenset(
 )
 # Without a pod after this long, the Job's events are watched too (see _JobEventWatcher).
 EVENT_WATCH_DELAY = 0.3
-# A watch whose connection breaks is resumed; this many breaks in a row is an outage.
-MAX_BROKEN_STREAMS = 5
-# One watch request lasts at most this long; the server ends it and we resume from the last
-# resourceVersion. Short enough that an abandoned watch never lingers for long.
-WATCH_CHUNK_SECONDS = 60
 
-_FORBIDDEN = re.compile(
-    r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]*)"'
-    r'(?: in API group "(?P<group>[^"]*)")?'
-    r'(?: in the namespace "(?P<namespace>[^"]*)"| at the cluster scope)?'
-)
 _MISSING_SA = re.compile(r'serviceaccount "(?P<name>[^"]+)" not found')
 _POD_SECURITY = re.compile(r'violates PodSecurity "(?P<level>[^"]+)": (?P<detail>.*)', re.S)
 
 
-@dataclass(frozen=True)
-class JobRef:
-    """The Job behind a sandbox; ``uid`` tells it apart from a later Job of the same name.
-
-    ``selector`` finds its pods: the Job's own ``spec.selector`` (``controller-uid``), which
-    holds for any Job, not only those sandboxkit labelled.
-    """
-
-    name: str
-    namespace: str
-    uid: str
-    selector: str
-
-    @classmethod
-    def from_job(cls, job: dict[str, Any]) -> JobRef:
-        meta = job.get("metadata", {})
-        match = (job.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        return cls(meta.get("name", ""), meta.get("namespace", ""), meta.get("uid", ""),
-                   selector or sandbox_selector(meta.get("name", "")))
-
-
-# --- API calls and their errors -----------------------------------------------------------
-
-
-def _status_of(exc: Exception) -> tuple[int, dict[str, Any]]:
-    status = int(getattr(exc, "status", 0) or 0)
-    body = getattr(exc, "body", None)
-    try:
-        parsed = json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        parsed = {}
-    return status, parsed if isinstance(parsed, dict) else {}
-
-
-def api_error(exc: Exception, *, sandbox: str = "") -> Exception:
-    """Translate an ApiException into the typed error a caller can act on.
-
-    403 becomes :class:`PermissionDenied` with the verb, resource, namespace and identity
-    parsed from the Status message the RBAC authorizer writes (``User "u" cannot create
-    resource "jobs" in API group "batch" in the namespace "ns"``), or
-    :class:`QuotaExceeded` when it was quota admission that refused. Anything else is
-    returned unchanged.
-    """
-    status, body = _status_of(exc)
-    message = str(body.get("message") or getattr(exc, "reason", "") or exc)
-    if status == 403 and "exceeded quota" in message:
-        return QuotaExceeded(f"a ResourceQuota refused the sandbox: {message}",
-                             sandbox=sandbox, reason="Forbidden")
-    if status != 403:
-        return exc
-    match = _FORBIDDEN.search(message)
-    if not match:
-        return PermissionDenied(f"forbidden: {message}")
-    group = match.group("group") or ""
-    resource = match.group("resource")
-    qualified = f"{resource}.{group}" if group else resource
-    namespace = match.group("namespace") or ""
-    verb, user = match.group("verb"), match.group("user")
-    where = f"in namespace {namespace}" if namespace else "at cluster scope"
-    ns_flag = f" -n {namespace}" if namespace else ""
-    return PermissionDenied(
-        f"{user} may not {verb} {qualified} {where}. Grant the sandbox RBAC "
-        f"(kubectl apply{ns_flag} -f {RBAC_MANIFEST}) or check with "
-        f"`kubectl auth can-i {verb} {qualified}{ns_flag}`. The API said: {message}",
-        verb=verb, resource=qualified, namespace=namespace, identity=user,
-    )
-
-
-def _raise_translated(exc: Exception) -> NoReturn:
-    translated = api_error(exc)
-    if translated is exc:
-        raise exc
-    raise translated from exc
-
-
-def request_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call a generated API method and return its JSON body as a dict, errors translated.
-
-    Dicts rather than models: the same shapes as watch events, and no deserialization cost.
-    """
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        response = call(*args, _preload_content=False, **kwargs)
-    except ApiException as exc:
-        _raise_translated(exc)
-    try:
-        return json.loads(response.data or b"{}")
-    finally:
-        response.release_conn()
+# --- creating and deleting the Job --------------------------------------------------------
 
 
 def create_job(conn: Connection, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -229,132 +123,7 @@ def delete_job(conn: Connection, job: JobRef) -> bool:
     return True
 
 
-# --- watches ------------------------------------------------------------------------------
-
-ListCall = Callable[["ApiClient"], Callable[..., Any]]
-
-
-class WatchStream:
-    """Holds the response a watch is reading so another thread can cut it short."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._response: Any = None
-        self.stopped = False
-
-    def attach(self, response: Any) -> None:
-        with self._lock:
-            self._response = response
-            stopped = self.stopped
-        if stopped:
-            self._close(response)
-
-    def stop(self) -> None:
-        with self._lock:
-            self.stopped = True
-            response = self._response
-        if response is not None:
-            self._close(response)
-
-    @staticmethod
-    def _close(response: Any) -> None:
-        # shutdown() unblocks a read in progress in another thread (urllib3 >= 2.3); close()
-        # then drops the connection: half-read, it must not go back to the pool.
-        with contextlib.suppress(Exception):
-            shutdown = getattr(response, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
-        with contextlib.suppress(Exception):
-            response.close()
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            if line.strip():
-                yield line
-
-
-def watch(
-    list_call: Callable[..., Any], *args: Any, resource_version: str | None,
-    deadline: float, stream: WatchStream | None = None, **kwargs: Any,
-) -> Iterator[tuple[str, Any]]:
-    """Yield ``(type, object)`` until ``deadline``, surviving server timeouts and 410.
-
-    Without ``resource_version`` it lists first. Every list -- the first one and the relist
-    after a 410 -- is yielded as ``("SYNC", items)``: the complete current set, so a consumer
-    tracking deletions learns what vanished while it could not watch. Objects are dicts.
-    """
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-    stream = stream or WatchStream()
-
-    def relist() -> str:
-        listing = request_json(list_call, *args, **kwargs)
-        pending.append(("SYNC", listing.get("items") or []))
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
-
-    pending: list[tuple[str, Any]] = []
-    broken = 0  # consecutive streams that broke before delivering an event
-    rv = resource_version if resource_version is not None else relist()
-    while not stream.stopped:
-        yield from pending
-        pending.clear()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        try:
-            response = list_call(
-                *args, watch=True, resource_version=rv, allow_watch_bookmarks=True,
-                timeout_seconds=max(1, min(WATCH_CHUNK_SECONDS, int(remaining) + 1)),
-                _preload_content=False, **kwargs,
-            )
-        except ApiException as exc:
-            if exc.status == 410:
-                rv = relist()
-                continue
-            _raise_translated(exc)
-        stream.attach(response)
-        finished = False
-        try:
-            for line in _lines(response):
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        rv = relist()
-                        break
-                    raise SandboxError(f"watch failed: {obj.get('message', obj)}")
-                rv = obj.get("metadata", {}).get("resourceVersion") or rv
-                if time.monotonic() >= deadline:
-                    return
-                broken = 0
-                if kind != "BOOKMARK":
-                    yield kind, obj
-            else:
-                finished = True
-        except (ProtocolError, ReadTimeoutError, ConnectionError):
-            # The connection broke mid-stream (an API server restart, a proxy's idle
-            # timeout): resume from the last version seen, as client-go's reflector does.
-            if stream.stopped:
-                return
-            broken += 1
-            if broken > MAX_BROKEN_STREAMS:
-                raise
-            continue
-        except Exception:
-            if stream.stopped:
-                return
-            raise
-        finally:
-            # A fully read response may go back to the pool; one we left early may not.
-            with contextlib.suppress(Exception):
-                response.release_conn() if finished else response.close()
-
+# --- the Job's events ---------------------------------------------------------------------
 
 class _JobEventWatcher(threading.Thread):
     """Watches the Job's events in a thread (with its own ApiClient) and reports the first
@@ -406,29 +175,6 @@ class _JobEventWatcher(threading.Thread):
 def _owned_by(pod: dict[str, Any], uid: str) -> bool:
     refs = pod.get("metadata", {}).get("ownerReferences") or []
     return any(ref.get("uid") == uid for ref in refs)
-
-
-def container_status(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    return next((s for s in statuses if s.get("name") == CONTAINER_NAME),
-                statuses[0] if statuses else {})
-
-
-def spec_container(pod: dict[str, Any]) -> dict[str, Any]:
-    """The sandbox container's spec in a pod (or a pod template)."""
-    containers = pod.get("spec", {}).get("containers") or [{}]
-    return next((c for c in containers if c.get("name") == CONTAINER_NAME), containers[0])
-
-
-def spec_image(pod: dict[str, Any]) -> str:
-    return str(spec_container(pod).get("image", ""))
-
-
-def is_running(pod: dict[str, Any]) -> bool:
-    """Phase Running and the sandbox container running: commands can be exec'd now."""
-    if pod.get("status", {}).get("phase") != "Running":
-        return False
-    return "running" in (container_status(pod).get("state") or {})
 
 
 def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupError | None:
@@ -511,22 +257,6 @@ def job_event_problem(event: dict[str, Any], job: JobRef) -> SandboxStartupError
         return SandboxStartupError(f"sandbox {job.name}: Job failed ({reason}): {message}",
                                    sandbox=job.name, reason=reason)
     return None
-
-
-def pod_events(conn: Connection, namespace: str, uids: list[str]) -> list[dict[str, Any]]:
-    """Events about the given objects, oldest first."""
-    events: list[dict[str, Any]] = []
-    for uid in uids:
-        if uid:
-            listing = request_json(conn.core().list_namespaced_event, namespace,
-                                   field_selector=f"involvedObject.uid={uid}")
-            events.extend(listing.get("items") or [])
-    return sorted(events, key=event_time)
-
-
-def event_time(event: dict[str, Any]) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime")
-               or event.get("metadata", {}).get("creationTimestamp") or "")
 
 
 def _pod_progress(pod: dict[str, Any]) -> list[tuple[str, str]]:

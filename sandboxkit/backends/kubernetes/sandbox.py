@@ -31,26 +31,14 @@ from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from ..stdin import StdinData
 from . import files as _files
+from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
 from .client import Connection, connect
 from .exec import run_exec
-from .lifecycle import (
-    JobRef,
-    api_error,
-    container_status,
-    create_job,
-    delete_job,
-    pod_events,
-    request_json,
-    spec_image,
-    wait_gone,
-    wait_running,
-)
+from .lifecycle import create_job, delete_job, wait_gone, wait_running
 from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
-
-    from ...feed import NamespaceFeed
 
 __all__ = ["KubernetesSandbox"]
 
@@ -304,13 +292,6 @@ class KubernetesSandbox(ArgvSandbox):
                 pod, self.namespace, container=CONTAINER_NAME, tail_lines=tail))
         except ApiException as exc:
             raise api_error(exc, sandbox=self._name) from None
-
-    def status_feed(self) -> NamespaceFeed:
-        """The live feed of this sandbox's namespace, shared with every other view of it:
-        what status widgets subscribe to instead of polling :meth:`status`."""
-        from ...feed import feed_for
-
-        return feed_for(self.connection, self.namespace)
 
     # --- commands -------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from ...manifests import sandbox_selector
 from ...models import SandboxStatus
+from .api import container_status, event_time, request_json, spec_container, spec_image
 from .client import Connection
-from .lifecycle import container_status, event_time, request_json, spec_container, spec_image
 
 __all__ = ["STATUS_EVENTS", "event_summary", "list_statuses", "newest_pod", "sandbox_status"]
 
