@@ -16,11 +16,8 @@ each).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import os
-import re
 import socket
 import ssl
 import threading
@@ -31,7 +28,8 @@ from urllib.parse import quote, urlencode, urlparse
 
 import websocket
 
-from ...errors import ExecError, ExecProtocolError, PermissionDenied, SandboxError, SandboxGone
+from ...errors import ExecProtocolError, SandboxError
+from .api import status_error
 
 __all__ = ["handshake", "remember_tls_session"]
 
@@ -221,25 +219,7 @@ def handshake(api_client: Any, namespace: str, pod: str, container: str | None,
 
 def _refusal(exc: websocket.WebSocketBadStatusException, namespace: str, pod: str,
              container: str | None) -> SandboxError:
-    """A typed error for an upgrade the API server refused, from its Status body."""
-    body = exc.resp_body or b""
-    status: dict[str, Any] = {}
-    with contextlib.suppress(ValueError, TypeError):
-        parsed = json.loads(body)
-        if isinstance(parsed, dict):
-            status = parsed
-    message = str(status.get("message") or body.decode("utf-8", "replace").strip()
-                  or f"HTTP {exc.status_code}")
-    reason = str(status.get("reason") or "")
-    if exc.status_code in (401, 403):
-        identity = re.search(r'User "([^"]*)"', message)
-        return PermissionDenied(message, verb="create", resource="pods/exec",
-                                namespace=namespace,
-                                identity=identity.group(1) if identity else "")
-    if exc.status_code == 404:
-        return SandboxGone(f"pod {namespace}/{pod} not found: {message}",
-                           reason=reason or "NotFound")
-    where = f"{namespace}/{pod}" + (f" container {container}" if container else "")
-    return ExecError(f"exec in {where} refused: {message}", reason=reason,
-                     code=exc.status_code, status=status)
-
+    """A typed error for an upgrade the API server refused, from its Status body: the same
+    translation as every other refused request (:func:`.api.status_error`)."""
+    return status_error(exc.status_code, exc.resp_body, verb="create", resource="pods/exec",
+                        namespace=namespace, name=pod, container=container)
