@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from .models import SandboxStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "GC_COLUMNS", "gc", "gc_reason", "list_sandboxes"]
+__all__ = ["COLUMNS", "GC_COLUMNS", "gc", "gc_reason", "list_sandboxes", "status_frame"]
 
 # `status` is the one-word STATUS of `kubectl get pods` (Running, ImagePullBackOff...);
 # `age` is kubectl's AGE text and `created` the timestamp to sort or filter by;
@@ -58,11 +59,20 @@ def list_sandboxes(
     lists every namespace the caller may list. Columns: :data:`COLUMNS`; ``phase`` is the
     Job's (Active, Complete, Failed, Deleting), ``status`` the pod's as kubectl words it.
     """
+    with connected(connection) as conn:
+        listed = list_statuses(conn, namespace, all_namespaces=all_namespaces)
+    return status_frame(
+        (status, (job["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION, ""))
+        for job, status in listed)
+
+
+def status_frame(statuses: Iterable[tuple[SandboxStatus, str]]) -> pd.DataFrame:
+    """The :data:`COLUMNS` DataFrame of ``(status, owner)`` pairs, sorted by namespace and
+    name: what :func:`list_sandboxes` returns, and ``%sandbox_ls`` shows for a backend's own
+    :meth:`~sandboxkit.backends.base.Sandbox.list_sandboxes`."""
     import pandas as pd
 
     now = datetime.now(UTC)
-    with connected(connection) as conn:
-        listed = list_statuses(conn, namespace, all_namespaces=all_namespaces)
     rows = [{
         "name": status.name,
         "namespace": status.namespace,
@@ -73,10 +83,10 @@ def list_sandboxes(
         "image": status.image,
         "age": status.age(now),
         "created": status.created,
-        "owner": (job["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION, ""),
+        "owner": owner,
         "cpu": _request_limit(status, "cpu"),
         "memory": _request_limit(status, "memory"),
-    } for job, status in listed]
+    } for status, owner in statuses]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     return frame.sort_values(["namespace", "name"], ignore_index=True)

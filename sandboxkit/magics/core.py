@@ -40,6 +40,7 @@ from ..errors import (
     one_line,
 )
 from ..factory import attach_sandbox, create_sandbox
+from ..manifests import OWNER_ANNOTATION
 from ..models import CommandResult
 from .options import (
     parse_env,
@@ -453,11 +454,22 @@ class SandboxMagics(Magics):
     @magic_arguments()
     @argument("-n", "--namespace", help="namespace (default: the configured one)")
     @argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    @argument("--backend", help="kubernetes, docker or local (default: the configured one)")
     def sandbox_ls(self, line: str) -> Any:
-        """The sandbox Jobs in the namespace, as a pandas DataFrame (one row each)."""
-        from ..inventory import list_sandboxes
+        """The sandboxes as a pandas DataFrame, one row each: the namespace's sandbox Jobs,
+        or a docker or local backend's own sandboxes."""
+        from ..backends import backend_class
+        from ..inventory import list_sandboxes, status_frame
 
         args = _arguments(self.sandbox_ls, line)
+        config = self.sandbox_config(execution_backend=args.backend)
+        if config.execution_backend != "kubernetes":
+            if args.namespace or args.all_namespaces:
+                raise UsageError(f"-n and -A name Kubernetes namespaces; the "
+                                 f"{config.execution_backend} backend has none")
+            statuses = backend_class(config.execution_backend).list_sandboxes(config)
+            return status_frame((status, status.labels.get(OWNER_ANNOTATION, ""))
+                                for status in statuses)
         with self._cluster() as (conn, namespace):
             return list_sandboxes(args.namespace or namespace,
                                   all_namespaces=args.all_namespaces, connection=conn)
