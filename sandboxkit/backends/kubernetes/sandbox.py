@@ -144,9 +144,8 @@ class KubernetesSandbox(ArgvSandbox):
             try:
                 if on_progress is not None:
                     on_progress("created", f"Job {namespace}/{job.name}")
-                pod = wait_running(
-                    conn, job, timeout=config.startup_timeout, on_progress=on_progress,
-                    resource_version=created.get("metadata", {}).get("resourceVersion"))
+                pod = wait_running(conn, job, timeout=config.startup_timeout,
+                                   on_progress=on_progress)
             except BaseException as exc:  # Ctrl-C too: never leave a half-made sandbox
                 metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
@@ -208,8 +207,7 @@ class KubernetesSandbox(ArgvSandbox):
         if image:
             sandbox.config = dataclasses.replace(sandbox.config, image=image, namespace=ns)
         sandbox._job = JobRef.from_job(job)
-        pod = wait_running(conn, sandbox._job, resource_version=None,
-                           timeout=sandbox.config.startup_timeout)
+        pod = wait_running(conn, sandbox._job, timeout=sandbox.config.startup_timeout)
         sandbox._pod = pod["metadata"]["name"]
         metrics.record_attached(sandbox.config.execution_backend)
         return sandbox
