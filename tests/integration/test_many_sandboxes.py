@@ -10,8 +10,7 @@ devcluster-specific: fifty 10m/16Mi busybox pods fit a kind node as well.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -77,15 +76,6 @@ def teardown_all(sandboxes: list[KubernetesSandbox]) -> None:
         list(pool.map(lambda sandbox: sandbox.teardown(wait=True), sandboxes))
 
 
-def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    until = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > until:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_fifty_concurrent_starts_share_one_watch(make_sandbox: MakeSandbox, core: Any,
                                                  batch: Any, namespace: str) -> None:
     counter = ThreadCounter(namespace)
@@ -103,7 +93,9 @@ def test_fifty_concurrent_starts_share_one_watch(make_sandbox: MakeSandbox, core
     assert counter.peak["events"] <= 1
     # The last start to leave stopped the watch: no thread outlives the starts.
     assert counter.now() == {"pods": 0, "events": 0}
-    assert _eventually(lambda: not set(threading.enumerate()) - before)
+    for thread in set(threading.enumerate()) - before:  # the pool's, ending
+        thread.join(10)
+    assert not set(threading.enumerate()) - before
 
     teardown_all(sandboxes)
     assert batch.list_namespaced_job(namespace, label_selector=sandbox_selector()).items == []
@@ -143,10 +135,9 @@ def test_a_start_joining_a_running_watch_sees_its_pod(make_sandbox: MakeSandbox,
     holder = JobRef("holder", namespace, "uid-of-no-job", "")
     counter = ThreadCounter(namespace)
     with namespace_watcher(late.connection, namespace).wait_for(holder):
-        assert _eventually(lambda: counter.now()["pods"] == 1)
-        (watch_thread,) = counter.threads()
+        (watch_thread,) = counter.threads()  # started by the first waiter
         late.init()
         assert late.pod_name
         assert counter.threads() == [watch_thread]
-    assert _eventually(lambda: not watch_thread.is_alive())
+    assert not watch_thread.is_alive()  # the last waiter to leave joined it
     late.teardown(wait=True)
