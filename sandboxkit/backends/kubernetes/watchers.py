@@ -29,6 +29,7 @@ may see. Listing, watching and relisting after 410 Gone are :func:`.api.watch`'s
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -132,10 +133,6 @@ class NamespaceWatcher:
         self._stopping: list[WatchRun] = []
         self._pods: dict[str, dict[str, Any]] = {}  # by pod uid, the current run's
         self._events: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # by Job uid
-        # The watch threads' client, kept from run to run: its pooled connection spares each
-        # sequential start a TLS handshake. Plain requests only, so the threads may share it
-        # (the one-client-per-thread rule is for exec's stream helper, see .client).
-        self._api: Any = None
 
     def __repr__(self) -> str:
         waiting = sum(len(waiters) for waiters in self._waiters.values())
@@ -210,10 +207,8 @@ class NamespaceWatcher:
     def _watch_loop(self, run: WatchRun, kind: str) -> None:
         from kubernetes.client import CoreV1Api
 
-        with self._lock:
-            if self._api is None:
-                self._api = self.connection.new_api_client()
-            core = CoreV1Api(self._api)
+        api = self.connection.new_api_client()
+        core = CoreV1Api(api)
         if kind == "pods":
             list_call, selector = core.list_namespaced_pod, {
                 "label_selector": sandbox_selector()}
@@ -231,6 +226,9 @@ class NamespaceWatcher:
                         self._apply_events(run, change, obj)
         except Exception as exc:
             self._failed(run, kind, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                api.close()
 
     def _failed(self, run: WatchRun, kind: str, exc: Exception) -> None:
         """A pod watch's error fails every start waiting on it (see the module docstring);
