@@ -31,7 +31,15 @@ from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from ..stdin import StdinData
 from . import files as _files
-from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
+from .api import (
+    JobRef,
+    api_error,
+    container_status,
+    pod_events,
+    request_json,
+    send,
+    spec_image,
+)
 from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
@@ -286,10 +294,14 @@ class KubernetesSandbox(ArgvSandbox):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return str(self.connection.core().read_namespaced_pod_log(
-                pod, self.namespace, container=CONTAINER_NAME, tail_lines=tail))
+            response = send(self.connection.core().read_namespaced_pod_log, pod,
+                            self.namespace, container=CONTAINER_NAME, tail_lines=tail)
         except ApiException as exc:
             raise api_error(exc, sandbox=self._name) from None
+        try:
+            return bytes(response.data).decode("utf-8", "replace")
+        finally:
+            response.release_conn()
 
     # --- commands -------------------------------------------------------------------------
 
