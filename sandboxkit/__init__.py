@@ -31,6 +31,7 @@ from .errors import (
     SandboxStartupError,
     ServiceAccountMissing,
     StartupTimeout,
+    Throttled,
     Unschedulable,
 )
 from .models import CommandResult, SandboxStatus
@@ -70,6 +71,7 @@ __all__ = [
     "SandboxStatus",
     "ServiceAccountMissing",
     "StartupTimeout",
+    "Throttled",
     "Unschedulable",
     "__version__",
     "attach_sandbox",

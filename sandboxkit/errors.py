@@ -12,6 +12,7 @@
     │   ├── PodSecurityViolation     the namespace's Pod Security level refused the pod
     │   └── StartupTimeout           nothing failed, but Running never came
     ├── PermissionDenied             the API answered 403 (verb, resource, identity)
+    ├── Throttled                    the API kept answering 429 (or 5xx) "retry later"
     ├── BackendUnavailable           the Docker daemon (or another backend) cannot be reached
     ├── SandboxNotFound              attach(): no sandbox of that name (or not a sandbox)
     ├── SandboxGone                  the pod disappeared under a command
@@ -47,6 +48,7 @@ __all__ = [
     "SandboxStartupError",
     "ServiceAccountMissing",
     "StartupTimeout",
+    "Throttled",
     "Unschedulable",
     "one_line",
 ]
@@ -138,6 +140,20 @@ class PermissionDenied(SandboxError):
         self.resource = resource
         self.namespace = namespace
         self.identity = identity
+        super().__init__(message)
+
+
+class Throttled(SandboxError):
+    """The API server asked to retry later (429 Too Many Requests, or a 5xx with
+    Retry-After) on every attempt the retry policy allows: it is overloaded or throttles
+    this client. ``code`` is its last answer, ``attempts`` how many were sent, ``waited``
+    the seconds spent waiting between them."""
+
+    def __init__(self, message: str, *, code: int = 429, attempts: int = 0,
+                 waited: float = 0.0) -> None:
+        self.code = code
+        self.attempts = attempts
+        self.waited = waited
         super().__init__(message)
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .backends.kubernetes.api import WatchStream, watch
 from .backends.kubernetes.client import Connection, connect
 from .backends.kubernetes.status import newest_pod, sandbox_status
+from .backends.kubernetes.watchers import WatchRun
 from .manifests import sandbox_selector
 from .models import SandboxStatus
 
@@ -81,24 +82,10 @@ class Subscription:
 
 
 @dataclass
-class _Run:
+class _Run(WatchRun):
     """One start-to-stop of the watch threads; a stopped run's late events are ignored."""
 
-    stopped: threading.Event = field(default_factory=threading.Event)
-    streams: dict[str, WatchStream] = field(default_factory=dict)
-    threads: list[threading.Thread] = field(default_factory=list)
     synced: set[str] = field(default_factory=set)  # kinds whose first list has arrived
-
-    def stop(self) -> None:
-        self.stopped.set()
-        for stream in self.streams.values():
-            stream.stop()
-
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class NamespaceFeed:
@@ -188,7 +175,7 @@ class NamespaceFeed:
         for run in stopping:
             run.join(JOIN_TIMEOUT)
         with self._lock:
-            self._stopping = [r for r in self._stopping if any(t.is_alive() for t in r.threads)]
+            self._stopping = [r for r in self._stopping if r.alive()]
 
     # --- the watch threads ----------------------------------------------------------------
 

@@ -11,13 +11,13 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from . import errors, openapi, patch, resources, tables
+from . import errors, openapi, patch, resources, tables, throttle
 from .api import (
     PROPAGATION_POLICIES,
     Api,
@@ -58,7 +58,8 @@ class Services:
 
     ``authenticate`` and ``authorize`` raise :class:`errors.ApiError` (401/403);
     ``review`` answers the create-only authorization/authentication review kinds;
-    ``connect`` serves ``pods/exec`` and ``pods/log``; ``token`` answers TokenRequests.
+    ``connect`` serves ``pods/exec`` and ``pods/log``; ``token`` answers TokenRequests;
+    ``throttle`` refuses requests with 429 on demand (:mod:`.throttle`).
     """
 
     api: Api
@@ -67,6 +68,7 @@ class Services:
     review: Callable[[ResourceType, dict[str, Any], User], dict[str, Any]]
     token: Callable[[str, str, dict[str, Any]], dict[str, Any]]
     connect: Callable[[web.Request, RequestInfo, dict[str, Any]], Awaitable[web.StreamResponse]]
+    throttle: throttle.Throttle = field(default_factory=throttle.Throttle)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -163,7 +165,13 @@ class Handler:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         info = parse_request(request.method, request.path, request.query)
         user = self.services.authenticate(request)
+        # Flow control sits between authentication and authorization, as in kube-apiserver.
+        refused = self.services.throttle.refuse(info)
+        if refused is not None:
+            return refused
         self.services.authorize(user, info)
+        if request.path == throttle.PATH:
+            return await self.services.throttle.serve(request)
         if not info.is_resource_request:
             return self._non_resource(request.path)
         rt = resources.lookup(info.group, info.version, info.resource)

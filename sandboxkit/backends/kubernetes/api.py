@@ -17,6 +17,13 @@ are the API's dicts, the same shapes as watch events.
 
 A watch that the server ends is resumed from the last resourceVersion seen; one that
 answers 410 Gone (the version fell out of the server's history) is resumed by listing again.
+
+Throttling: every request -- :func:`request_json`, and the open of each :func:`watch` -- is
+sent through :func:`send`, which retries as client-go's ``rest.Request`` does: a 429 Too
+Many Requests, or any 5xx, that carries ``Retry-After`` (an API server shedding load under
+API Priority and Fairness or max-in-flight, one shutting down) is sent again after the
+delay the server asked for, capped, at most :data:`MAX_RETRIES` times; then
+:class:`~sandboxkit.errors.Throttled`. Without the header the refusal stands at once.
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from ...errors import ExecError, PermissionDenied, QuotaExceeded, SandboxError, SandboxGone
+from ...errors import (
+    ExecError,
+    PermissionDenied,
+    QuotaExceeded,
+    SandboxError,
+    SandboxGone,
+    Throttled,
+)
 from ...manifests import CONTAINER_NAME, sandbox_selector
 from .client import Connection
 
@@ -45,6 +59,8 @@ __all__ = [
     "parse_status",
     "pod_events",
     "request_json",
+    "retry_delay",
+    "send",
     "spec_container",
     "spec_image",
     "status_error",
@@ -57,6 +73,15 @@ MAX_BROKEN_STREAMS = 5
 # One watch request lasts at most this long; the server ends it and we resume from the last
 # resourceVersion. Short enough that an abandoned watch never lingers for long.
 WATCH_CHUNK_SECONDS = 60
+
+# client-go's default (rest.Request.maxRetries): a request the server asked to retry later
+# is sent at most this many more times.
+MAX_RETRIES = 10
+# The server's Retry-After is honoured up to this many seconds, so a misconfigured server
+# (Retry-After: 3600) costs a bounded wait before Throttled, not an hour per attempt...
+MAX_RETRY_DELAY = 10.0
+# ...and waited at least this long, so "Retry-After: 0" is no busy loop.
+MIN_RETRY_DELAY = 0.1
 
 # What the RBAC authorizer writes into a 403's Status message.
 _FORBIDDEN = re.compile(
@@ -191,15 +216,77 @@ def _raise_translated(exc: Exception) -> NoReturn:
     raise translated from exc
 
 
-def request_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call a generated API method and return its JSON body as a dict, errors translated.
+def retry_delay(exc: Exception) -> float | None:
+    """Seconds to wait before sending the refused request again, None to give up at once.
 
-    Dicts rather than models: the same shapes as watch events, and no deserialization cost.
+    client-go's ``checkWait``: only a 429 or a 5xx, and only with a ``Retry-After`` of whole
+    seconds (the form the API server sends); clamped to
+    [:data:`MIN_RETRY_DELAY`, :data:`MAX_RETRY_DELAY`].
+    """
+    code = int(getattr(exc, "status", 0) or 0)
+    if code != 429 and code < 500:
+        return None
+    headers = getattr(exc, "headers", None) or {}
+    value = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), "")
+    try:
+        seconds = int(value.strip())
+    except ValueError:  # absent, or an HTTP date: client-go does not wait for those either
+        return None
+    return min(max(float(seconds), MIN_RETRY_DELAY), MAX_RETRY_DELAY)
+
+
+def send(call: Callable[..., Any], *args: Any,
+         wait: Callable[[float], bool | None] | None = None, **kwargs: Any) -> Any:
+    """``call(*args, _preload_content=False, **kwargs)``: the raw response, with a refusal
+    that asks to be retried later (see :func:`retry_delay`) sent again, at most
+    :data:`MAX_RETRIES` times, then :class:`Throttled`.
+
+    Retrying a create is safe: a 429 (and a 5xx with Retry-After) means the server shed the
+    request before acting on it. ``wait(seconds)`` sleeps between attempts; a watch passes
+    one that its stop cuts short (returning True), so closing a watch never waits out a
+    server's delay: the refusal is raised then. Other errors are raised untranslated, for
+    the caller to branch on their status.
     """
     from kubernetes.client.exceptions import ApiException
 
+    waited, attempts = 0.0, 0
+    while True:
+        attempts += 1
+        try:
+            return call(*args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            delay = retry_delay(exc)
+            if delay is None:
+                raise
+            if attempts > MAX_RETRIES:
+                _, message = parse_status(exc.body)
+                raise Throttled(
+                    f"the API server still refused the request after {attempts} attempts "
+                    f"over {waited:.1f}s ({exc.status}: {message or exc.reason}); it is "
+                    "overloaded or throttling this client (API Priority and Fairness): try "
+                    "again later, or start fewer sandboxes at once",
+                    code=int(exc.status), attempts=attempts, waited=waited,
+                ) from exc
+            if (wait or time.sleep)(delay):
+                raise
+            waited += delay
+
+
+def request_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a generated API method and return its JSON body as a dict, errors translated,
+    retried as :func:`send` says.
+
+    Dicts rather than models: the same shapes as watch events, and no deserialization cost.
+    """
+    return _request_json(call, args, kwargs, None)
+
+
+def _request_json(call: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  wait: Callable[[float], bool | None] | None) -> dict[str, Any]:
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        response = call(*args, _preload_content=False, **kwargs)
+        response = send(call, *args, wait=wait, **kwargs)
     except ApiException as exc:
         _raise_translated(exc)
     try:
@@ -216,18 +303,26 @@ class WatchStream:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._response: Any = None
-        self.stopped = False
+        self._stop = threading.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until :meth:`stop`; True when stopped."""
+        return self._stop.wait(seconds)
 
     def attach(self, response: Any) -> None:
         with self._lock:
             self._response = response
-            stopped = self.stopped
+            stopped = self._stop.is_set()
         if stopped:
             self._close(response)
 
     def stop(self) -> None:
         with self._lock:
-            self.stopped = True
+            self._stop.set()
             response = self._response
         if response is not None:
             self._close(response)
@@ -270,7 +365,7 @@ def watch(
     stream = stream or WatchStream()
 
     def relist() -> str:
-        listing = request_json(list_call, *args, **kwargs)
+        listing = _request_json(list_call, args, kwargs, stream.wait)
         pending.append(("SYNC", listing.get("items") or []))
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
@@ -284,10 +379,10 @@ def watch(
         if remaining <= 0:
             return
         try:
-            response = list_call(
-                *args, watch=True, resource_version=rv, allow_watch_bookmarks=True,
+            response = send(
+                list_call, *args, watch=True, resource_version=rv, allow_watch_bookmarks=True,
                 timeout_seconds=max(1, min(WATCH_CHUNK_SECONDS, int(remaining) + 1)),
-                _preload_content=False, **kwargs,
+                wait=stream.wait, **kwargs,
             )
         except ApiException as exc:
             if exc.status == 410:

@@ -15,6 +15,7 @@ too, so every thread gets its own client built from one shared ``Configuration``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 import weakref
@@ -55,6 +56,21 @@ class Connection:
         self._lock = threading.Lock()
         # Weak: a finished thread's client goes with its thread-local storage.
         self._clients: weakref.WeakSet[ApiClient] = weakref.WeakSet()
+
+    @property
+    def identity(self) -> str:
+        """Which API server, reached how and as whom: a digest of the server URL, the TLS
+        settings and the credentials.
+
+        Connections with equal identities get equal answers from the server, so they may
+        share a watch (:mod:`.watchers`); two with different credentials may not -- one may
+        be denied what the other may see. A digest, so the secrets are not repeated in a key.
+        """
+        c = self.configuration
+        parts = (c.host, sorted((c.api_key or {}).items()), sorted((c.api_key_prefix or {})
+                 .items()), c.username, c.password, c.cert_file, c.key_file, c.ssl_ca_cert,
+                 c.verify_ssl, c.proxy, getattr(c, "tls_server_name", None))
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
 
     def api_client(self) -> ApiClient:
         """This thread's client, created on first use (see the module docstring for why)."""

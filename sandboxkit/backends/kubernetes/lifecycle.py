@@ -1,29 +1,28 @@
 """A sandbox Job's life: create it, wait (by watch) until its pod runs, delete it.
 
-Why watches and not polling: a watch started from the create's resourceVersion sees every
-change of the Job's pod and every event about the Job in order and without a gap, so
-``init()`` returns the moment the pod is Running and fails the moment Kubernetes says why it
-never will be -- an image that cannot be pulled, no node that fits, a quota or a missing
-ServiceAccount that stops the Job controller creating the pod at all. Those failures surface
-in different places, so two watches are involved:
+Why watches and not polling: a watch sees every change of the Job's pod and every event
+about the Job in order and without a gap, so ``init()`` returns the moment the pod is
+Running and fails the moment Kubernetes says why it never will be -- an image that cannot
+be pulled, no node that fits, a quota or a missing ServiceAccount that stops the Job
+controller creating the pod at all. Those failures surface in different places:
 
-- pods with the Job's label selector, on the calling thread: container waiting reasons
-  (ErrImagePull, ImagePullBackOff, InvalidImageName) and the PodScheduled condition
-  (Unschedulable);
-- events with ``involvedObject.uid`` = the Job, in a thread with its own ApiClient, started
-  only while no pod exists: FailedCreate from the Job controller (``exceeded quota``,
-  ``serviceaccount "x" not found``). It cuts the pod watch short when it finds one.
+- the pod: container waiting reasons (ErrImagePull, ImagePullBackOff, InvalidImageName)
+  and the PodScheduled condition (Unschedulable);
+- the Job's events, needed only while no pod exists: FailedCreate from the Job controller
+  (``exceeded quota``, ``serviceaccount "x" not found``, a Pod Security refusal).
 
-The requests, their typed errors, the watch (resumed across server timeouts and 410 Gone)
-and the pod and event fields read here are :mod:`.api`'s, shared with the feed and
-diagnostics; this module holds only what a sandbox's startup and teardown decide.
+Both come from the namespace's shared watcher (:mod:`.watchers`): one pod watch (and one
+Job event watch) per namespace however many sandboxes start at once, each start reading
+the changes about its own Job on its own thread. The requests, their typed errors and
+retries, the watch (resumed across server timeouts and 410 Gone) and the pod and event
+fields read here are :mod:`.api`'s, shared with the feed and diagnostics; this module holds
+only what a sandbox's startup and teardown decide.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,6 @@ from ..base import ProgressCallback
 from .api import (
     RBAC_MANIFEST,
     JobRef,
-    WatchStream,
     container_status,
     is_running,
     pod_events,
@@ -51,6 +49,7 @@ from .api import (
     watch,
 )
 from .client import Connection
+from .watchers import EVENT_WATCH_DELAY, namespace_watcher
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -74,8 +73,6 @@ FATAL_WAITING_REASONS = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "RunContainerError",
      "CrashLoopBackOff"}
 )
-# Without a pod after this long, the Job's events are watched too (see _JobEventWatcher).
-EVENT_WATCH_DELAY = 0.3
 
 _MISSING_SA = re.compile(r'serviceaccount "(?P<name>[^"]+)" not found')
 _POD_SECURITY = re.compile(r'violates PodSecurity "(?P<level>[^"]+)": (?P<detail>.*)', re.S)
@@ -123,58 +120,7 @@ def delete_job(conn: Connection, job: JobRef) -> bool:
     return True
 
 
-# --- the Job's events ---------------------------------------------------------------------
-
-class _JobEventWatcher(threading.Thread):
-    """Watches the Job's events in a thread (with its own ApiClient) and reports the first
-    one that means the pod will never be created (FailedCreate) through ``on_problem``.
-
-    It starts watching only if no pod has shown up after :data:`EVENT_WATCH_DELAY`: a Job
-    whose pod exists can no longer fail to create it, and in the common case this saves a
-    second watch connection. Starting late loses nothing, since the watch begins at the
-    create's resourceVersion. Errors (say, RBAC without ``watch events``) are swallowed: the
-    events only sharpen the diagnosis, the pod watch decides.
-    """
-
-    def __init__(self, conn: Connection, job: JobRef, resource_version: str | None,
-                 deadline: float, pod_seen: threading.Event,
-                 on_problem: Callable[[SandboxStartupError], None]) -> None:
-        super().__init__(name=f"sandboxkit-events-{job.name}", daemon=True)
-        self.conn, self.job, self.resource_version = conn, job, resource_version
-        self.deadline, self.pod_seen, self.on_problem = deadline, pod_seen, on_problem
-        self.stream = WatchStream()
-
-    def run(self) -> None:
-        if self.pod_seen.wait(EVENT_WATCH_DELAY) or self.stream.stopped:
-            return
-        api = self.conn.new_api_client()
-        try:
-            events = watch(_core(api).list_namespaced_event, self.job.namespace,
-                           resource_version=self.resource_version, deadline=self.deadline,
-                           stream=self.stream,
-                           field_selector=f"involvedObject.uid={self.job.uid}")
-            for kind, obj in events:
-                for item in obj if kind == "SYNC" else [obj]:
-                    problem = job_event_problem(item, self.job)
-                    if problem is not None:
-                        self.on_problem(problem)
-                        return
-        except Exception:  # see the class docstring
-            return
-        finally:
-            with contextlib.suppress(Exception):
-                api.close()
-
-    def stop(self) -> None:
-        self.stream.stop()
-
-
 # --- waiting for Running ------------------------------------------------------------------
-
-
-def _owned_by(pod: dict[str, Any], uid: str) -> bool:
-    refs = pod.get("metadata", {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid for ref in refs)
 
 
 def describe_pod_problem(pod: dict[str, Any], sandbox: str) -> SandboxStartupError | None:
@@ -282,15 +228,16 @@ def _pod_progress(pod: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def wait_running(
-    conn: Connection, job: JobRef, *, resource_version: str | None, timeout: float,
+    conn: Connection, job: JobRef, *, timeout: float,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Block until the Job's pod is Running and return it; raise the typed error otherwise.
 
-    ``resource_version`` is the Job create's: both watches start there, so nothing that
-    happens after the create is missed. ``None`` lists first (taking over an existing Job).
-    ``on_progress`` hears "scheduled", "pulling" and "running" from the same pod watch,
-    each once, in that order.
+    The changes come from the namespace's shared watcher, the current state first, so a
+    Job created before the call (or long before: attach) is judged by its pods as they are.
+    Its events are asked for once no pod has shown up after :data:`EVENT_WATCH_DELAY`.
+    ``on_progress`` hears "scheduled", "pulling" and "running", each once, in that order,
+    on this thread.
     """
     reported: set[str] = set()
 
@@ -300,49 +247,51 @@ def wait_running(
                 reported.add(stage)
                 on_progress(stage, detail)
 
-    deadline = time.monotonic() + timeout
-    pods = WatchStream()
-    failures: list[SandboxStartupError] = []
-    pod_seen = threading.Event()
-
-    def job_failed(problem: SandboxStartupError) -> None:
-        failures.append(problem)
-        pods.stop()  # wakes the pod watch below
-
-    # The pod watch runs here, on this thread's client, so it reuses the create's
-    # connection; the event watcher and a deadline timer can cut it short.
-    events = _JobEventWatcher(conn, job, resource_version, deadline, pod_seen, job_failed)
-    events.start()
-    # The server ends a watch only on whole seconds; the timer ends it at the deadline.
-    timer = threading.Timer(timeout, pods.stop)
-    timer.daemon = True
-    timer.start()
+    started = time.monotonic()
+    deadline = started + timeout
     last_pod: dict[str, Any] | None = None
-    try:
-        for kind, obj in watch(conn.core().list_namespaced_pod, job.namespace,
-                               resource_version=resource_version, deadline=deadline,
-                               stream=pods, label_selector=job.selector):
-            for item in obj if kind == "SYNC" else [obj]:
-                if not _owned_by(item, job.uid):
-                    continue
-                pod_seen.set()
-                if kind == "DELETED":
-                    raise SandboxStartupError(
-                        f"sandbox {job.name}: pod {item['metadata']['name']} was deleted "
-                        "before it was ready", sandbox=job.name, reason="Deleted")
-                last_pod = item
-                progress(item)
-                if is_running(item):
-                    return item
-                problem = describe_pod_problem(item, job.name)
-                if problem:
+    events_asked = False
+    with namespace_watcher(conn, job.namespace).wait_for(job) as waiter:
+        while (remaining := deadline - time.monotonic()) > 0:
+            if last_pod is None and not events_asked:
+                until_events = started + EVENT_WATCH_DELAY - time.monotonic()
+                if until_events <= 0:
+                    waiter.watch_events()
+                    events_asked = True
+                remaining = min(remaining, max(until_events, 0.0))
+            update = waiter.get(remaining)
+            if update is None:
+                continue
+            kind, payload = update
+            if kind == "error":
+                raise _own_copy(payload) from payload
+            if kind == "event":
+                problem = job_event_problem(payload, job)
+                if problem is not None:
                     raise problem
-        if failures:
-            raise failures[0]
-        raise _startup_timeout(conn, job, last_pod, timeout)
-    finally:
-        events.stop()
-        timer.cancel()
+                continue
+            change, item = payload
+            if change == "DELETED":
+                raise SandboxStartupError(
+                    f"sandbox {job.name}: pod {item['metadata']['name']} was deleted "
+                    "before it was ready", sandbox=job.name, reason="Deleted")
+            last_pod = item
+            progress(item)
+            if is_running(item):
+                return item
+            problem = describe_pod_problem(item, job.name)
+            if problem:
+                raise problem
+    raise _startup_timeout(conn, job, last_pod, timeout)
+
+
+def _own_copy(error: Exception) -> Exception:
+    """A copy of the shared watch's error for one start to raise: every start waiting on the
+    watch raises it, and each adds its own notes (the Job it deleted) and traceback."""
+    try:
+        return copy.copy(error)
+    except Exception:  # an exception that cannot be rebuilt from its args
+        return SandboxError(str(error))
 
 
 def _core(api: ApiClient) -> Any:

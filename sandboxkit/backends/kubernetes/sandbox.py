@@ -31,7 +31,15 @@ from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from ..stdin import StdinData
 from . import files as _files
-from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
+from .api import (
+    JobRef,
+    api_error,
+    container_status,
+    pod_events,
+    request_json,
+    send,
+    spec_image,
+)
 from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
@@ -144,9 +152,8 @@ class KubernetesSandbox(ArgvSandbox):
             try:
                 if on_progress is not None:
                     on_progress("created", f"Job {namespace}/{job.name}")
-                pod = wait_running(
-                    conn, job, timeout=config.startup_timeout, on_progress=on_progress,
-                    resource_version=created.get("metadata", {}).get("resourceVersion"))
+                pod = wait_running(conn, job, timeout=config.startup_timeout,
+                                   on_progress=on_progress)
             except BaseException as exc:  # Ctrl-C too: never leave a half-made sandbox
                 metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
@@ -208,8 +215,7 @@ class KubernetesSandbox(ArgvSandbox):
         if image:
             sandbox.config = dataclasses.replace(sandbox.config, image=image, namespace=ns)
         sandbox._job = JobRef.from_job(job)
-        pod = wait_running(conn, sandbox._job, resource_version=None,
-                           timeout=sandbox.config.startup_timeout)
+        pod = wait_running(conn, sandbox._job, timeout=sandbox.config.startup_timeout)
         sandbox._pod = pod["metadata"]["name"]
         metrics.record_attached(sandbox.config.execution_backend)
         return sandbox
@@ -288,10 +294,14 @@ class KubernetesSandbox(ArgvSandbox):
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return str(self.connection.core().read_namespaced_pod_log(
-                pod, self.namespace, container=CONTAINER_NAME, tail_lines=tail))
+            response = send(self.connection.core().read_namespaced_pod_log, pod,
+                            self.namespace, container=CONTAINER_NAME, tail_lines=tail)
         except ApiException as exc:
             raise api_error(exc, sandbox=self._name) from None
+        try:
+            return bytes(response.data).decode("utf-8", "replace")
+        finally:
+            response.release_conn()
 
     # --- commands -------------------------------------------------------------------------
 
