@@ -279,6 +279,7 @@ _CHECKS: dict[str, Check] = {
     "workspace_path": _absolute_path,
     "allow_egress": _flag,
     "docker_network": _optional(_docker_network),
+    "pool": _optional(functools.partial(validate_dns_label, example="warm")),
 }
 """Each field's check, in one table: :meth:`SandboxConfig.validate` is one loop over the
 fields, so a field added without a check fails every construction (KeyError) at once."""
@@ -319,6 +320,9 @@ class SandboxConfig:
     # ("none"), or Docker's default "bridge" when allow_egress is set: the same default-deny
     # the NetworkPolicy gives a pod. Name a network to reach services on it (compose, "host").
     docker_network: str | None = None
+    # Kubernetes backend only: init() claims an idle sandbox of this warm pool (see
+    # sandboxkit.pool) and starts a new one, as without a pool, when none is idle.
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
