@@ -91,7 +91,7 @@ class SandboxPool:
     """
 
     def __init__(
-        self, name: str, size: int, config: SandboxConfig | None = None, *,
+        self, name: str, size: int, config: SandboxConfig | None = None, /, *,
         api_client: ApiClient | None = None, on_progress: PoolProgress | None = None,
         **overrides: Any,
     ) -> None:
@@ -264,8 +264,10 @@ class SandboxPool:
         self.stop()
 
     def __del__(self) -> None:
-        if self._conn is not None and self._api_client is None:
-            self._conn.close()
+        # Only the connection pools; getattr: __init__ may have refused the settings.
+        conn = getattr(self, "_conn", None)
+        if conn is not None and self._api_client is None:
+            conn.close()
 
 
 def _still_idle(conn: Connection, job: JobRef) -> bool:
