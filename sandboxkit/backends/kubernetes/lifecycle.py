@@ -76,6 +76,8 @@ FATAL_WAITING_REASONS = frozenset(
 )
 # Without a pod after this long, the Job's events are watched too (see _JobEventWatcher).
 EVENT_WATCH_DELAY = 0.3
+# How long wait_running waits for its helper threads to end once it has its answer.
+JOIN_TIMEOUT = 2.0
 
 _MISSING_SA = re.compile(r'serviceaccount "(?P<name>[^"]+)" not found')
 _POD_SECURITY = re.compile(r'violates PodSecurity "(?P<level>[^"]+)": (?P<detail>.*)', re.S)
@@ -341,8 +343,14 @@ def wait_running(
             raise failures[0]
         raise _startup_timeout(conn, job, last_pod, timeout)
     finally:
+        # Joined, not left to finish: a daemon thread still alive when a short script
+        # exits right after init() can abort the interpreter's shutdown (SIGABRT). Bounded:
+        # a watch request the server has not answered yet ends only when it answers.
         events.stop()
         timer.cancel()
+        pod_seen.set()  # wakes an event watcher still deciding whether to start
+        events.join(JOIN_TIMEOUT)
+        timer.join(JOIN_TIMEOUT)
 
 
 def _core(api: ApiClient) -> Any:
