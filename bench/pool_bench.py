@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from devcluster_bench import connect
-from kubernetes import client
+from sandbox_init_bench import print_ratio, sandbox_cluster
 
 from sandboxkit import KubernetesSandbox
 from sandboxkit.pool import SandboxPool
@@ -45,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default="busybox")
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="sandboxkit-bench-") as tmp, \
-            connect(args.kubeconfig, args.image, Path(tmp)) as cluster:
-        client.CoreV1Api(cluster.api).create_namespaced_service_account(
-            cluster.namespace, {"metadata": {"name": "ci-fixer-sandbox"}})
+    with sandbox_cluster(args.kubeconfig, args.image) as cluster:
         settings = {"image": cluster.image, "namespace": cluster.namespace, **SMALL}
         # No refill thread: fill() between samples, so every claim meets a full pool and
         # no background start competes with the cold sample for the machine.
@@ -73,12 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             warm_samples.append(claim())
             cold_samples.append(cold())
         pool.drain()
-    warm_ms = statistics.median(warm_samples) * 1000
-    cold_ms = statistics.median(cold_samples) * 1000
-    print(f"# medians of {args.runs} on {cluster.description}; target: claim + first "
-          "command < 100 ms and <= 0.2x cold")
-    print(f"cold init() + command     {cold_ms:8.1f} ms")
-    print(f"pool claim() + command    {warm_ms:8.1f} ms   ratio {warm_ms / cold_ms:.2f}x")
+    print_ratio(f"# medians of {args.runs} on {cluster.description}; target: claim + first "
+                "command < 100 ms and <= 0.2x cold",
+                ("cold init() + command", cold_samples),
+                ("pool claim() + command", warm_samples))
     print(f"claims that started cold: {stages.count('cold')} of {args.runs + 1}")
     return 0
 

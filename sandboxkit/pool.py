@@ -113,7 +113,9 @@ class SandboxPool:
         self.error: BaseException | None = None
         self._api_client = api_client
         self._on_progress = on_progress
-        self._conn: Connection | None = None
+        # Resolved now (no API call): the refill thread and claims share it.
+        self.connection = connect(resolved.kubeconfig, resolved.context, api_client=api_client)
+        self.namespace = resolved.namespace or self.connection.namespace
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stream = WatchStream()
@@ -121,17 +123,6 @@ class SandboxPool:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"SandboxPool({self.name!r}, size={self.size}, {state})"
-
-    @property
-    def connection(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect(self.config.kubeconfig, self.config.context,
-                                 api_client=self._api_client)
-        return self._conn
-
-    @property
-    def namespace(self) -> str:
-        return self.config.namespace or self.connection.namespace
 
     @property
     def running(self) -> bool:
@@ -265,7 +256,7 @@ class SandboxPool:
 
     def __del__(self) -> None:
         # Only the connection pools; getattr: __init__ may have refused the settings.
-        conn = getattr(self, "_conn", None)
+        conn = getattr(self, "connection", None)
         if conn is not None and self._api_client is None:
             conn.close()
 

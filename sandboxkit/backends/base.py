@@ -32,7 +32,7 @@ ProgressCallback = Callable[[str, str], None]
 With a warm pool (``SandboxConfig.pool``) the first stage is "claimed" (an idle sandbox was
 taken; "scheduled" to "running" follow from its pod) or "cold" (none was idle: the detail
 says why, and a cold start's stages follow). An idle sandbox found broken when claimed is
-deleted and the next one claimed, which reports "claimed" again."""
+deleted ("discarded", with why) and the next one claimed, which reports "claimed" again."""
 PROGRESS_STAGES = ("created", "scheduled", "pulling", "running")
 Stdin = str | bytes
 # The `cd` runs in a shell whose only inputs are positional parameters: the workdir and the

@@ -165,13 +165,18 @@ class KubernetesSandbox(ArgvSandbox):
                 metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
                 raise
-            with self._lock:
-                if self._torn_down:  # teardown() from another thread won the race
-                    raise SandboxGone(f"sandbox {self._name} was torn down during init()",
-                                      reason="TornDown")
-                self._pod = pod["metadata"]["name"]
-                metrics.record_started(config.execution_backend, time.monotonic() - started)
+            self._became_ready(pod)
+            metrics.record_started(config.execution_backend, time.monotonic() - started)
             return self
+
+    def _became_ready(self, pod: dict[str, Any]) -> None:
+        """Commands go to ``pod`` from now on, unless teardown() from another thread won
+        the race with init(): then SandboxGone."""
+        with self._lock:
+            if self._torn_down:
+                raise SandboxGone(f"sandbox {self._name} was torn down during init()",
+                                  reason="TornDown")
+            self._pod = pod["metadata"]["name"]
 
     def _claim(self, conn: Connection, namespace: str,
                on_progress: ProgressCallback | None) -> bool:
@@ -207,11 +212,7 @@ class KubernetesSandbox(ArgvSandbox):
             except BaseException as exc:  # Ctrl-C: as a cold start's, never left half-taken
                 self._after_failed_start(exc)
                 raise
-            with self._lock:
-                if self._torn_down:
-                    raise SandboxGone(f"sandbox {self._name} was torn down during init()",
-                                      reason="TornDown")
-                self._pod = pod["metadata"]["name"]
+            self._became_ready(pod)
             metrics.record_attached(self.config.execution_backend)
             return True
 
