@@ -99,15 +99,18 @@ class SandboxPool:
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_POOL_SIZE:
             raise ConfigError("size", size, f"must be a whole number from 1 to {MAX_POOL_SIZE}",
                               "2")
-        resolved = SandboxConfig.resolve(config, **overrides)
+        given = {**(dataclasses.asdict(config) if config is not None else {}), **overrides}
+        for field in ("pool", "name"):
+            if given.get(field) is not None:
+                raise ConfigError(field, given[field], "a pool names its own sandboxes; give "
+                                  "the pool's name as NAME", "SandboxPool('warm', 2)")
+        # From the environment (SANDBOXKIT_POOL=warm, so that every sandbox claims) they
+        # mean what claimers ask for, not what the pool is: dropped.
+        resolved = dataclasses.replace(SandboxConfig.resolve(config, **overrides), pool=None,
+                                       name=None)
         if resolved.execution_backend != "kubernetes":
             raise ConfigError("execution_backend", resolved.execution_backend,
                               "warm pools hold Kubernetes sandboxes only", "kubernetes")
-        if resolved.pool is not None or resolved.name is not None:
-            field = "pool" if resolved.pool is not None else "name"
-            raise ConfigError(field, getattr(resolved, field),
-                              "a pool names its own sandboxes; give the pool's name as NAME",
-                              "SandboxPool('warm', 2)")
         self.name, self.size, self.config = name, size, resolved
         self.spec = pool_spec(resolved)
         self.error: BaseException | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inventory_support import exited_pid, owner
+from inventory_support import exited_pid, job_state, owner
 from kubernetes import client
 from sandbox_support import IMAGE, SMALL, STARTUP_TIMEOUT, MakeSandbox
 from workload_support import job_condition, wait_job_finished, watch_until
@@ -238,3 +238,25 @@ def test_gc_leaves_idle_sandboxes_whose_filler_is_gone_until_their_deadline(
     assert set(reasons) == {orphaned_claim, expired}
     assert "owner gone" in reasons[orphaned_claim] and "Job Failed" in reasons[expired]
     assert drain("warm", namespace, connection=conn) == [idle]
+
+
+def test_an_idle_sandbox_that_cannot_run_is_discarded_and_the_claim_goes_on(
+        settings: dict[str, Any], batch: client.BatchV1Api, namespace: str,
+        api_client: Any) -> None:
+    """An idle sandbox whose pod will never run (here: its image cannot be pulled) is
+    deleted by the claimer that found it, which then starts cold under its own name."""
+    from sandboxkit.errors import ImagePullError
+
+    broken = {**settings, "image": "registry.invalid/nope:1"}
+    name = new_sandbox_name()
+    batch.create_namespaced_job(namespace, pool_job_manifest(
+        SandboxConfig.resolve(**broken), name, owner_description(), "warm"))
+    stages: list[str] = []
+    sandbox = create_sandbox(**broken, pool="warm", name="asked-for")
+    assert isinstance(sandbox, KubernetesSandbox)
+    with pytest.raises(ImagePullError) as error:
+        sandbox.init(on_progress=lambda stage, detail: stages.append(stage))
+    assert stages[0] == "claimed" and "discarded" in stages
+    assert stages[stages.index("discarded") + 1:][:2] == ["cold", "created"]
+    assert error.value.sandbox == "asked-for"  # the cold start's own name, not the claimed
+    assert job_state(api_client, namespace, name) in ("deleting", "gone")

@@ -251,3 +251,19 @@ def test_an_idle_pool_sandbox_outlives_its_filler_until_its_deadline() -> None:
 def test_a_claimed_pool_sandbox_follows_the_owner_rule() -> None:
     gone = reason(pool_member("claimed", started=NOW - timedelta(minutes=5)))
     assert gone is not None and "owner gone" in gone
+
+
+def test_a_pool_from_the_environment_is_what_claimers_ask_for_not_the_pools_own(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import yaml
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "here",
+        "clusters": [{"name": "here", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [{"name": "here", "context": {"cluster": "here", "user": "me"}}]}))
+    monkeypatch.setenv("SANDBOXKIT_POOL", "warm")
+    pool = SandboxPool("warm", 1, kubeconfig=str(kubeconfig))
+    assert pool.config.pool is None and pool.namespace == "default"
+    assert pool.spec == pool_spec(SandboxConfig())

@@ -189,9 +189,13 @@ class KubernetesSandbox(ArgvSandbox):
         """
         pool = str(self.config.pool)
         spec = pool_spec(self.config)
+        requested = (self._name, self.config)  # what a cold start uses, after a discard too
         while True:
             claim = claim_idle(conn, namespace, pool, spec, owner_description())
             if claim.job is None:
+                with self._lock:
+                    self._job, self._name = None, requested[0]
+                self.config = requested[1]
                 if on_progress is not None:
                     on_progress("cold", f"{claim.reason}: starting a new sandbox")
                 return False
