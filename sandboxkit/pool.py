@@ -116,7 +116,7 @@ class SandboxPool:
         self.error: BaseException | None = None
         self._api_client = api_client
         self._on_progress = on_progress
-        # Resolved now (no API call): the refill thread and claims share it.
+        # Resolved now (no API call): fill, the refill thread and drain share it.
         self.connection = connect(resolved.kubeconfig, resolved.context, api_client=api_client)
         self.namespace = resolved.namespace or self.connection.namespace
         self._thread: threading.Thread | None = None

@@ -75,14 +75,17 @@ def make_pool(settings: dict[str, Any]) -> Iterator[MakePool]:
         pool.stop(drain=True)
 
 
-def wait_idle(batch: client.BatchV1Api, namespace: str, pool: str, count: int) -> set[str]:
-    """The names of the pool's idle sandboxes once exactly ``count`` are alive (watched)."""
+def wait_idle(batch: client.BatchV1Api, namespace: str, pool: str, count: int, *,
+              ready: bool = False) -> set[str]:
+    """The names of the pool's idle sandboxes once exactly ``count`` are alive (and, with
+    ``ready``, counted ready by the Job controller), watched."""
     alive: dict[str, bool] = {}
 
     def counted(kind: str, job: Any) -> bool:
         finished = job_condition(job, "Failed") or job_condition(job, "Complete")
         alive[job.metadata.name] = kind != "DELETED" and not finished and (
-            job.metadata.deletion_timestamp is None)
+            job.metadata.deletion_timestamp is None) and (
+            not ready or bool(job.status and job.status.ready))
         return sum(alive.values()) == count
 
     watch_until(batch.list_namespaced_job, counted, namespace,
@@ -208,8 +211,8 @@ def test_drain_deletes_the_idle_sandboxes_and_leaves_the_claimed_ones(
         claimed: list[KubernetesSandbox]) -> None:
     pool = make_pool("warm", 2).start()
     claimed.append(pool.claim())
+    idle = wait_idle(batch, namespace, "warm", 2, ready=True)  # refilled
     pool.stop()
-    idle = wait_idle(batch, namespace, "warm", 2)
     [row] = list_pools(namespace, connection=conn).to_dict("records")
     assert row == {"name": "warm", "namespace": namespace, "idle": 2, "ready": 2,
                    "claimed": 1}
