@@ -175,6 +175,121 @@ def _diagnose(args: argparse.Namespace, conn: Connection) -> int:
     return _report(diagnose(args.name, args.namespace, connection=conn))
 
 
+# --- warm pools ----------------------------------------------------------------------------
+
+# `pool start` flags that set a SandboxConfig field of the same name as they are.
+_POOL_SETTINGS = ("image", "cpu_request", "cpu_limit", "memory_request", "memory_limit",
+                  "workdir", "service_account", "active_deadline_seconds", "startup_timeout")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _pool_start(args: argparse.Namespace, conn: Connection) -> int:
+    """Fill the pool, refill it until Ctrl-C or SIGTERM, then stop and leave the idle
+    sandboxes: they stay claimable (the point of a pool that outlives its filler) until
+    their deadline or ``sandboxkit pool drain``, which is explicit."""
+    import signal
+
+    from .config import parse_env
+    from .pool import SandboxPool
+
+    settings = {key: getattr(args, key) for key in _POOL_SETTINGS
+                if getattr(args, key) is not None}
+    namespace = args.namespace or conn.namespace
+    pool = SandboxPool(
+        args.name, args.size, namespace=namespace, kubeconfig=args.kubeconfig,
+        context=args.context, env=parse_env(args.env), **settings,
+        on_progress=lambda stage, detail: print(f"{stage:<9} {detail}", flush=True))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        pool.start()
+        print(f"pool {args.name}: {args.size} idle sandbox(es) in namespace {namespace}; "
+              "refilling until Ctrl-C or SIGTERM", flush=True)
+        pool.wait()
+    except KeyboardInterrupt:
+        pool.stop()
+        print(f"stopped; the idle sandboxes stay claimable until their deadline "
+              f"(`sandboxkit pool drain {args.name} -n {namespace}` deletes them)", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _pool_ls(args: argparse.Namespace, conn: Connection) -> int:
+    from .pool import list_pools
+
+    frame = list_pools(args.namespace, all_namespaces=args.all_namespaces, connection=conn)
+    if frame.empty:
+        where = "" if args.all_namespaces else f" in {args.namespace or conn.namespace} namespace"
+        print(f"No pools found{where}.", file=sys.stderr)
+        return 0
+    columns = ["name", "idle", "ready", "claimed"]
+    if args.all_namespaces:
+        columns.insert(0, "namespace")
+    print(_frame_table(frame, columns))
+    return 0
+
+
+def _pool_drain(args: argparse.Namespace, conn: Connection) -> int:
+    from .pool import drain
+
+    deleted = drain(args.name, args.namespace, connection=conn)
+    where = args.namespace or conn.namespace
+    print(f"deleted {', '.join(deleted)}" if deleted
+          else f"pool {args.name} has no idle sandboxes in namespace {where}")
+    return 0
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _add_pool_commands(commands: Any) -> None:
+    pool = commands.add_parser("pool", help="warm pools: sandboxes started ahead of time",
+                               description="warm pools: sandboxes started ahead of time")
+    actions = pool.add_subparsers(dest="action", required=True)
+    start = _cluster_command(
+        actions, "start", _pool_start,
+        "keep SIZE idle sandboxes running under the pool NAME until Ctrl-C or SIGTERM; "
+        "the idle ones then stay claimable (drain deletes them)")
+    start.add_argument("name", metavar="NAME", help="the pool's name (a DNS-1123 label)")
+    start.add_argument("--size", type=_positive_count, required=True, metavar="N",
+                       help="idle sandboxes to keep")
+    start.add_argument("--image", help="container image (default: the configured one)")
+    for field, example in (("cpu_request", "250m"), ("cpu_limit", "1"),
+                           ("memory_request", "512Mi"), ("memory_limit", "2Gi")):
+        start.add_argument(f"--{field.replace('_', '-')}", metavar="Q",
+                           help=f"the sandbox container's {field.replace('_', ' ')} "
+                                f"(e.g. {example})")
+    start.add_argument("--env", action="append", metavar="K=V",
+                       help="environment variable (repeat)")
+    start.add_argument("--workdir", help="working directory of commands")
+    start.add_argument("--service-account", metavar="SA", help="ServiceAccount pods run as")
+    start.add_argument("--active-deadline-seconds", type=int, metavar="S",
+                       help="how long a sandbox may live, idle time included")
+    start.add_argument("--startup-timeout", type=float, metavar="S",
+                       help="seconds to wait for each sandbox to run")
+    ls = _cluster_command(actions, "ls", _pool_ls,
+                          "list pools with their idle, ready and claimed sandboxes",
+                          namespace=False)
+    scope = ls.add_mutually_exclusive_group()
+    _namespace_option(scope)
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="list pools in every namespace")
+    drain = _cluster_command(actions, "drain", _pool_drain,
+                             "delete the pool's idle sandboxes (claimed ones stay)")
+    drain.add_argument("name", metavar="NAME", help="the pool's name")
+
+
 def _on_cluster(handler: ClusterHandler) -> Callable[[argparse.Namespace], int]:
     """Run ``handler`` with a connection resolved from the flags, closed afterwards."""
 
@@ -356,6 +471,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", metavar="NAME", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_cluster_commands(commands)
+    _add_pool_commands(commands)
     _add_local_commands(commands)
     devcluster = commands.add_parser(
         "devcluster", help="a local Kubernetes API server for tests and offline use"

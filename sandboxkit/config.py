@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "SANDBOX_APP_LABEL",
     "SECURITY_PROFILES",
     "SandboxConfig",
+    "parse_env",
     "quantity_value",
     "validate_dns_label",
     "validate_quantity",
@@ -139,6 +140,18 @@ def validate_text(field_name: str, value: object, accepts: str, example: str) ->
                           f"must be {accepts} without NUL characters or lone surrogates",
                           example)
     return value
+
+
+def parse_env(pairs: Iterable[str] | None) -> dict[str, str]:
+    """``--env K=V`` flags (the magics', the CLI's) as a mapping; the value may contain
+    ``=`` and be empty."""
+    env: dict[str, str] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError("--env", pair, "expected NAME=VALUE", "--env CI=1")
+        env[name] = value
+    return env
 
 
 def _optional(check: Check) -> Check:
@@ -279,6 +292,7 @@ _CHECKS: dict[str, Check] = {
     "workspace_path": _absolute_path,
     "allow_egress": _flag,
     "docker_network": _optional(_docker_network),
+    "pool": _optional(functools.partial(validate_dns_label, example="warm")),
 }
 """Each field's check, in one table: :meth:`SandboxConfig.validate` is one loop over the
 fields, so a field added without a check fails every construction (KeyError) at once."""
@@ -319,6 +333,9 @@ class SandboxConfig:
     # ("none"), or Docker's default "bridge" when allow_egress is set: the same default-deny
     # the NetworkPolicy gives a pod. Name a network to reach services on it (compose, "host").
     docker_network: str | None = None
+    # Kubernetes backend only: init() claims an idle sandbox of this warm pool (see
+    # sandboxkit.pool) and starts a new one, as without a pool, when none is idle.
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()

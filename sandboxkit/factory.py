@@ -11,6 +11,7 @@ from typing import Any
 
 from .backends import Sandbox, backend_class
 from .config import SandboxConfig
+from .errors import ConfigError
 
 __all__ = ["attach_sandbox", "create_sandbox"]
 
@@ -23,8 +24,14 @@ def create_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> San
 
         with create_sandbox(image="python:3.11") as sandbox:
             print(sandbox.run_command("python -V").stdout)
+
+    ``pool="NAME"`` makes ``init()`` claim an idle sandbox of that warm pool
+    (:class:`sandboxkit.pool.SandboxPool`) with this configuration, else start one cold.
     """
     resolved = SandboxConfig.resolve(config, **overrides)
+    if resolved.pool is not None and resolved.execution_backend != "kubernetes":
+        raise ConfigError("pool", resolved.pool, "warm pools hold Kubernetes sandboxes only",
+                          "execution_backend='kubernetes'")
     cls = backend_class(resolved.execution_backend)
     return cls(config=resolved)  # type: ignore[call-arg]
 

@@ -15,6 +15,9 @@ Garbage collection deletes what can no longer be used or no longer has a user:
 - a Job whose owner process is gone: the ``sandboxkit.io/owner`` annotation names
   ``user@host pid=N``, and that host is this one and no process N runs here. An owner on
   another host is never judged: its pid says nothing about this machine's processes.
+  An idle warm-pool sandbox is never judged by its owner either: it is meant to outlive
+  the process that filled the pool (see :mod:`sandboxkit.pool`), so only finishing or its
+  deadline ends it. A claimed one names its claimer as owner and follows the rules above.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from .backends.kubernetes.api import JobRef
 from .backends.kubernetes.client import Connection, connected
 from .backends.kubernetes.lifecycle import delete_job
 from .backends.kubernetes.status import list_statuses
-from .manifests import OWNER_ANNOTATION, owner_process
+from .manifests import (
+    OWNER_ANNOTATION,
+    POOL_CLAIMED,
+    POOL_LABEL,
+    POOL_STATE_LABEL,
+    owner_process,
+)
 from .models import SandboxStatus
 
 if TYPE_CHECKING:
@@ -131,6 +140,9 @@ def gc_reason(job: dict[str, Any], status: SandboxStatus, *, now: datetime,
     started = _timestamp((job.get("status") or {}).get("startTime"))
     if deadline and started and now - started > timedelta(seconds=int(deadline)):
         return f"active longer than activeDeadlineSeconds={deadline}"
+    labels = job["metadata"].get("labels") or {}
+    if POOL_LABEL in labels and labels.get(POOL_STATE_LABEL) != POOL_CLAIMED:
+        return None  # idle in a pool: claimable whoever filled it, until its deadline
     owner = (job["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION, "")
     process = owner_process(owner)
     if process is not None and process[0] == host and not _pid_running(process[1]):

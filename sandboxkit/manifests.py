@@ -5,6 +5,12 @@ The seed design fixes the shape: label ``app=ci-fixer-sandbox``, ServiceAccount
 ``ttlSecondsAfterFinished``; sandboxkit adds a per-sandbox id label, an owner annotation,
 no ServiceAccount token in the pod, a bounded lifetime and a short grace period.
 
+A warm pool's sandboxes (:mod:`sandboxkit.pool`) are these same Jobs with three more labels
+on the Job only (:func:`pool_job_manifest`): the pool's name, its state (idle or claimed:
+the one field a claim changes, so it must be mutable, and a Job's pod template is not) and
+:func:`pool_spec`, a digest of everything in the manifest a configuration decides, so a
+claim takes only a sandbox that is exactly what a cold start with its configuration makes.
+
 Security profiles name the Pod Security Standards level the pod is built to pass, so a
 namespace labelled ``pod-security.kubernetes.io/enforce=<level>`` admits it. "baseline" is
 the seed's pod, which sets nothing baseline forbids. "restricted" adds what that level
@@ -16,7 +22,10 @@ seed image's is; ``fsGroup`` makes a mounted workspace volume writable for that 
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import hashlib
+import json
 import os
 import re
 import socket
@@ -30,12 +39,21 @@ __all__ = [
     "IDLE_COMMAND",
     "ID_LABEL",
     "OWNER_ANNOTATION",
+    "POOL_CLAIMED",
+    "POOL_DRAINING",
+    "POOL_IDLE",
+    "POOL_LABEL",
+    "POOL_SPEC_LABEL",
+    "POOL_STATE_LABEL",
     "RESTRICTED_UID",
     "WORKSPACE_VOLUME",
     "job_manifest",
     "new_sandbox_name",
     "owner_description",
     "owner_process",
+    "pool_job_manifest",
+    "pool_selector",
+    "pool_spec",
     "sandbox_selector",
 ]
 
@@ -44,6 +62,10 @@ IDLE_COMMAND = ("tail", "-f", "/dev/null")
 ID_LABEL = "sandboxkit.io/sandbox-id"
 OWNER_ANNOTATION = "sandboxkit.io/owner"
 WORKSPACE_VOLUME = "workspace"
+POOL_LABEL = "sandboxkit.io/pool"
+POOL_STATE_LABEL = "sandboxkit.io/pool-state"
+POOL_SPEC_LABEL = "sandboxkit.io/pool-spec"
+POOL_IDLE, POOL_CLAIMED, POOL_DRAINING = "idle", "claimed", "draining"
 # A conventional first non-system uid (the seed image's "pn" user, node images' "node")
 RESTRICTED_UID = 1000
 
@@ -145,3 +167,34 @@ def _restricted_contexts() -> tuple[dict[str, Any], dict[str, Any]]:
     }
     container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     return pod, container
+
+
+def pool_spec(config: SandboxConfig) -> str:
+    """A digest of the Job ``config`` makes, without what differs between two sandboxes of
+    one configuration (name, owner, the pool it came from): equal digests, same sandbox.
+
+    Digesting the manifest rather than listing fields means a setting added later that
+    changes the Job changes the digest too; client-side settings (timeouts, kubeconfig)
+    never reach the manifest, so they never stop a claim.
+    """
+    placeholder = "pool-member"
+    plain = dataclasses.replace(config, name=placeholder, pool=None)
+    manifest = job_manifest(plain, placeholder, owner="")
+    shape = {"labels": manifest["metadata"]["labels"], "spec": manifest["spec"]}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def pool_selector(pool: str | None = None, state: str | None = None) -> str:
+    """Label selector for every pool's sandboxes, one pool's, or one pool's in ``state``."""
+    selector = f"{sandbox_selector()},{POOL_LABEL}" + (f"={pool}" if pool else "")
+    return selector + (f",{POOL_STATE_LABEL}={state}" if state else "")
+
+
+def pool_job_manifest(config: SandboxConfig, name: str, owner: str, pool: str) -> dict[str, Any]:
+    """The Job of an idle sandbox of ``pool``: :func:`job_manifest`'s, pool labels added to
+    the Job (not its pod template, which is immutable while a claim changes the state)."""
+    manifest = job_manifest(config, name, owner)
+    manifest["metadata"]["labels"].update({
+        POOL_LABEL: pool, POOL_STATE_LABEL: POOL_IDLE, POOL_SPEC_LABEL: pool_spec(config)})
+    return manifest

@@ -67,7 +67,8 @@ class Rule:
     verbs: tuple[str, ...]
 
 
-# The seed design's Role, one entry per resource.
+# The seed design's Role, one entry per resource. `patch` on jobs is also what a warm-pool
+# claim needs (a conditional label PATCH, sandboxkit.pool); nothing beyond the seed's.
 SEED_RULES: tuple[Rule, ...] = (
     Rule("batch", "jobs", _ALL_VERBS),
     Rule("", "pods", ("get", "list", "watch", "delete")),

@@ -27,7 +27,12 @@ __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback
 OutputCallback = Callable[[bytes], object]
 ProgressCallback = Callable[[str, str], None]
 """``on_progress(stage, detail)`` during :meth:`Sandbox.init`: stage is one of
-:data:`PROGRESS_STAGES`, in that order, each at most once; detail is a line for a human."""
+:data:`PROGRESS_STAGES`, in that order, each at most once; detail is a line for a human.
+
+With a warm pool (``SandboxConfig.pool``) the first stage is "claimed" (an idle sandbox was
+taken; "scheduled" to "running" follow from its pod) or "cold" (none was idle: the detail
+says why, and a cold start's stages follow). An idle sandbox found broken when claimed is
+deleted ("discarded", with why) and the next one claimed, which reports "claimed" again."""
 PROGRESS_STAGES = ("created", "scheduled", "pulling", "running")
 Stdin = str | bytes
 # The `cd` runs in a shell whose only inputs are positional parameters: the workdir and the

@@ -260,6 +260,10 @@ class SandboxMagics(Magics):
               help="keep a sandbox that fails to start, to debug it")
     @argument("--keep", action="store_true",
               help="keep the sandbox running when this kernel exits")
+    @argument("--pool", metavar="POOL",
+              help="claim an idle sandbox of this warm pool (sandboxkit pool start); a new "
+                   "one starts when none is idle. NAME then names it in this kernel only: "
+                   "its Job keeps the name the pool gave it")
     def sandbox_up(self, line: str) -> None:
         """Create a sandbox, show its startup as it happens, then its live status.
 
@@ -270,8 +274,12 @@ class SandboxMagics(Magics):
         if args.name is not None and args.name in self.registry:
             raise UsageError(f"a sandbox named {args.name!r} already runs in this kernel: use "
                              f"it, or %sandbox_down {args.name} first")
+        # From a pool, NAME is this kernel's handle (what the cells that follow type), not
+        # the Job's name: a claimed Job cannot be renamed, and a cold start is named alike
+        # so that NAME means the same whichever way the sandbox came.
         config = self.sandbox_config(
-            cpu=args.cpu, memory=args.memory, env=parse_env(args.env), name=args.name,
+            cpu=args.cpu, memory=args.memory, env=parse_env(args.env),
+            name=None if args.pool else args.name, pool=args.pool,
             image=args.image, namespace=args.namespace, workdir=args.workdir,
             execution_backend=args.backend, keep_on_failure=args.keep_on_failure or None)
         sandbox = create_sandbox(config)
@@ -284,10 +292,13 @@ class SandboxMagics(Magics):
             sandbox.init(on_progress=progress)
         except KeyboardInterrupt as exc:
             raise _brief(exc, f"interrupted: sandbox {sandbox.name} was not started") from None
-        self._track(sandbox, keep=args.keep)
+        self._track(sandbox, keep=args.keep, name=args.name)
+        if args.name is not None and args.name != sandbox.name:
+            print(f"{args.name} is sandbox {sandbox.name} (%sandbox_attach {sandbox.name} "
+                  "takes it over after a kernel restart)")
         if args.keep:
             print(f"kept: {sandbox.name} stays running after this kernel exits "
-                  f"(%sandbox_down {sandbox.name} deletes it)")
+                  f"(%sandbox_down {args.name or sandbox.name} deletes it)")
         display(self._panel(sandbox))
 
     @line_magic
@@ -300,7 +311,7 @@ class SandboxMagics(Magics):
         args = _arguments(self.sandbox_down, line)
         if args.all and args.sandbox:
             raise UsageError("give a NAME or --all, not both")
-        names = self.registry.names() if args.all else [self.registry.get(args.sandbox).name]
+        names = self.registry.names() if args.all else [self.registry.key(args.sandbox)]
         failures: list[str] = []
         gone = self.registry.tear_down(
             names, wait=True, on_error=lambda name, exc: failures.append(f"{name}: {exc}"))
@@ -529,12 +540,13 @@ class SandboxMagics(Magics):
             print(f"Missing Role rules:\n{frame.attrs['missing_yaml']}")
         return frame
 
-    def _track(self, sandbox: Sandbox, *, keep: bool) -> None:
-        """Make ``sandbox`` current, and move :meth:`shutdown` to the end of the atexit
-        handlers, which run last registered first: the kubernetes client registers one
-        when it first connects that deletes the CA files it wrote from kubeconfig data,
-        and deleting the sandboxes at exit needs them."""
-        self.registry.add(sandbox, keep=keep)
+    def _track(self, sandbox: Sandbox, *, keep: bool, name: str | None = None) -> None:
+        """Make ``sandbox`` current (as ``name``, default its own), and move
+        :meth:`shutdown` to the end of the atexit handlers, which run last registered
+        first: the kubernetes client registers one when it first connects that deletes the
+        CA files it wrote from kubeconfig data, and deleting the sandboxes at exit needs
+        them."""
+        self.registry.add(sandbox, keep=keep, name=name)
         atexit.unregister(self.shutdown)
         atexit.register(self.shutdown)
 

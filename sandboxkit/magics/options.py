@@ -8,26 +8,14 @@ mistake becomes a :class:`ConfigError` naming the flag, before any API call.
 from __future__ import annotations
 
 import keyword
-from collections.abc import Iterable
 
-from ..config import SandboxConfig, quantity_value, validate_quantity
+from ..config import SandboxConfig, parse_env, quantity_value, validate_quantity
 from ..errors import ConfigError
 
 __all__ = ["parse_env", "resource_overrides", "split_line_command", "unquote",
            "variable_name"]
 
 _EXAMPLES = {"cpu": ("500m", "1", "250m:2"), "memory": ("512Mi", "2Gi", "512Mi:4Gi")}
-
-
-def parse_env(pairs: Iterable[str] | None) -> dict[str, str]:
-    """``["K=V", ...]`` as a mapping; the value may contain ``=`` and be empty."""
-    env: dict[str, str] = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ConfigError("--env", pair, "expected NAME=VALUE", "--env CI=1")
-        env[name] = value
-    return env
 
 
 def resource_overrides(

@@ -38,13 +38,23 @@ class SandboxRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._sandboxes
 
-    def add(self, sandbox: Sandbox, *, keep: bool = False) -> None:
-        """Track ``sandbox`` and make it current; ``keep`` spares it at kernel exit."""
+    def add(self, sandbox: Sandbox, *, keep: bool = False, name: str | None = None) -> None:
+        """Track ``sandbox`` as ``name`` (default: its own) and make it current; ``keep``
+        spares it at kernel exit. A name of its own is what the user typed for a sandbox
+        claimed from a warm pool, whose Job name the pool chose."""
+        name = name or sandbox.name
         with self._lock:
-            self._sandboxes.pop(sandbox.name, None)  # re-adding makes it current again
-            self._sandboxes[sandbox.name] = sandbox
+            self._sandboxes.pop(name, None)  # re-adding makes it current again
+            self._sandboxes[name] = sandbox
             if keep:
-                self._kept.add(sandbox.name)
+                self._kept.add(name)
+
+    def key(self, name: str | None = None) -> str:
+        """The name ``name`` (None: the current sandbox) is registered under; UnknownSandbox
+        as :meth:`get` when there is none."""
+        sandbox = self.get(name)
+        with self._lock:
+            return next(key for key, each in self._sandboxes.items() if each is sandbox)
 
     def get(self, name: str | None = None) -> Sandbox:
         """The sandbox called ``name``, or the current one; UnknownSandbox otherwise."""
@@ -78,25 +88,27 @@ class SandboxRegistry:
         A failure is reported through ``on_error`` and the sandbox stays registered, so the
         user can retry.
         """
-        sandboxes = [self.get(name) for name in names]
+        for name in names:
+            self.get(name)  # UnknownSandbox before anything is deleted
 
-        def one(sandbox: Sandbox) -> str | None:
+        def one(name: str) -> str | None:
+            sandbox = self.get(name)
             try:
                 sandbox.teardown(wait=wait)
             except Exception as exc:
-                on_error(sandbox.name, exc)
+                on_error(name, exc)
                 return None
-            self.remove(sandbox.name)
-            return sandbox.name
+            self.remove(name)
+            return name
 
         if not wait:
             # One delete request each: nothing to overlap. And at interpreter exit (atexit)
             # a thread pool refuses new work, so kernel exit must not use one.
-            return [name for name in map(one, sandboxes) if name is not None]
-        if not sandboxes:
+            return [name for name in map(one, names) if name is not None]
+        if not names:
             return []
-        with ThreadPoolExecutor(max_workers=min(8, len(sandboxes))) as pool:
-            return [name for name in pool.map(one, sandboxes) if name is not None]
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            return [name for name in pool.map(one, names) if name is not None]
 
     def tear_down_unkept(self, on_error: Callable[[str, Exception], None]) -> list[str]:
         """What kernel exit does: every sandbox not kept, without waiting for it to go."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -212,3 +213,67 @@ def test_diagnose_an_unknown_sandbox_fails(capsys: pytest.CaptureFixture[str],
                          "--kubeconfig", str(kubeconfig))
     assert status == 1
     assert "[ERROR] sandbox no-such-sandbox does not exist" in out, out
+
+
+# --- warm pools ---------------------------------------------------------------------------
+
+
+def test_pool_start_ls_claim_and_drain_need_only_the_sandbox_role(
+        script: Path, capsys: pytest.CaptureFixture[str], api_client: Any, kubeconfig: Path,
+        namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """As ci-fixer-app, bound to the Role k8s/rbac/k8s.yaml ships and nothing else: the
+    console script fills the pool until SIGTERM, a claim from this process refills it, the
+    idle sandbox stays after the stop, and drain deletes it."""
+    from sandbox_support import IMAGE, SMALL
+    from workload_support import watch_until
+
+    from sandboxkit import create_sandbox, rbac
+    from sandboxkit.backends.kubernetes.client import connect
+    from sandboxkit.manifests import pool_selector
+    from sandboxkit.pool import drain
+
+    app = token_kubeconfig(api_client, namespace, "ci-fixer-app", tmp_path / "app")
+    admin = connect(kubeconfig)
+    rbac.apply(namespace, connection=admin)
+    admin.close()
+    batch = client.BatchV1Api(api_client)
+
+    def ready_idle(exclude: str = "") -> str:
+        _, job = watch_until(
+            batch.list_namespaced_job,
+            lambda _, j: bool(j.status and j.status.ready) and j.metadata.name != exclude
+            and j.metadata.labels.get("sandboxkit.io/pool-state") == "idle",
+            namespace, label_selector=pool_selector("warm"))
+        return str(job.metadata.name)
+
+    request.addfinalizer(lambda: drain("warm", namespace, connection=connect(kubeconfig)))
+    filler = subprocess.Popen(
+        [str(script), "pool", "start", "warm", "--size", "1", "-n", namespace,
+         "--image", IMAGE, "--cpu-request", SMALL["cpu_request"],
+         "--memory-request", SMALL["memory_request"]],
+        env={**os.environ, "KUBECONFIG": str(app)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = ready_idle()
+        status, out, _ = run(capsys, "pool", "ls", "-n", namespace, "--kubeconfig", str(app))
+        assert status == 0
+        assert table(out) == [["NAME", "IDLE", "READY", "CLAIMED"], ["warm", "1", "1", "0"]]
+        stages: list[str] = []
+        sandbox = create_sandbox(pool="warm", kubeconfig=str(app), namespace=namespace,
+                                 image=IMAGE, **SMALL)
+        sandbox.init(on_progress=lambda stage, detail: stages.append(stage))
+        assert (sandbox.name, stages[0]) == (first, "claimed")
+        assert sandbox.run_command("echo claimed").stdout == "claimed\n"
+        sandbox.teardown(wait=True)
+        second = ready_idle(exclude=first)
+    finally:
+        filler.send_signal(signal.SIGTERM)
+        out, err = filler.communicate(timeout=60)
+    assert filler.returncode == 0, err
+    assert "pool warm: 1 idle sandbox(es)" in out and "stopped; the idle sandboxes stay" in out
+    status, out, _ = run(capsys, "pool", "drain", "warm", "-n", namespace,
+                         "--kubeconfig", str(app))
+    assert (status, out) == (0, f"deleted {second}\n")
+    status, out, _ = run(capsys, "pool", "drain", "warm", "-n", namespace,
+                         "--kubeconfig", str(app))
+    assert out == f"pool warm has no idle sandboxes in namespace {namespace}\n"

@@ -301,3 +301,31 @@ def test_attach_ls_and_logs_work_for_a_local_sandbox(
     shell.run_line_magic("sandbox_down", name)
     with pytest.raises(UsageError, match="no local sandbox named"):
         shell.run_line_magic("sandbox_attach", f"{name} --backend local")
+
+
+def test_up_with_a_pool_claims_and_registers_the_name_typed(
+        shell: InteractiveShell, capsys: pytest.CaptureFixture[str], api_client: Any,
+        namespace: str) -> None:
+    from sandboxkit.pool import SandboxPool
+
+    magics = shell.magics_manager.registry["SandboxMagics"]
+    pool = SandboxPool("warm", 1, magics.sandbox_config())  # exactly what %sandbox_up makes
+    pool.start().stop()
+    try:
+        capsys.readouterr()
+        shell.run_line_magic("sandbox_up", "web --pool warm")
+        out = capsys.readouterr().out
+        claimed = magics.registry.get("web")
+        assert out.startswith("claimed ") and f"web is sandbox {claimed.name}" in out
+        assert jobs(api_client, namespace)[claimed.name].metadata.labels[
+            "sandboxkit.io/pool-state"] == "claimed"
+        result = shell.run_line_magic("sandbox_exec", "web --quiet -- echo hi")
+        assert result.stdout == "hi\n"
+        shell.run_line_magic("sandbox_up", "again --pool warm")  # the pool is empty now
+        assert capsys.readouterr().out.startswith("cold ")
+        assert magics.registry.get().name != "again"  # a cold start from a pool: NAME too
+        shell.run_line_magic("sandbox_down", "web")
+        assert "deleted web" in capsys.readouterr().out
+        assert claimed.name not in jobs(api_client, namespace)
+    finally:
+        pool.drain()

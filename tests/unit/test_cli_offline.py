@@ -22,7 +22,9 @@ from property_support import ANY_TEXT, FAST
 from sandboxkit.cli import main
 
 CLUSTER_COMMANDS = [["ls"], ["gc"], ["rbac", "apply"], ["rbac", "verify"],
-                    ["rbac", "uninstall"], ["doctor"], ["diagnose", "some-sandbox"]]
+                    ["rbac", "uninstall"], ["doctor"], ["diagnose", "some-sandbox"],
+                    ["pool", "start", "warm", "--size", "1"], ["pool", "ls"],
+                    ["pool", "drain", "warm"]]
 
 
 @pytest.fixture
@@ -53,7 +55,9 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize("command", [[], ["ls"], ["gc"], ["rbac"], ["rbac", "apply"],
                                      ["rbac", "verify"], ["rbac", "uninstall"], ["doctor"],
-                                     ["diagnose"], ["devcluster"], ["devcluster", "start"]],
+                                     ["diagnose"], ["devcluster"], ["devcluster", "start"],
+                                     ["pool"], ["pool", "start"], ["pool", "ls"],
+                                     ["pool", "drain"]],
                          ids=lambda c: " ".join(c) or "top")
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
@@ -105,6 +109,29 @@ def test_namespace_and_all_namespaces_exclude_each_other(
         main(["ls", "-n", "x", "-A"])
     assert done.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["pool", "start", "Warm", "--size", "1"], "pool='Warm' is invalid"),
+    (["pool", "start", "warm", "--size", "1", "--cpu-limit", "2Gb"], "cpu_limit='2Gb'"),
+    (["pool", "start", "warm", "--size", "1", "--env", "oops"], "--env='oops'"),
+    (["pool", "drain", "Warm"], "pool='Warm' is invalid"),
+], ids=["name", "quantity", "env", "drain-name"])
+def test_bad_pool_settings_are_one_error_line_before_any_request(
+        argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        closed_port: int) -> None:
+    config = kubeconfig_for(tmp_path / "config", f"http://127.0.0.1:{closed_port}")
+    assert main([*argv, "--kubeconfig", str(config)]) == 2
+    assert expected in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "two"])
+def test_pool_size_must_be_a_positive_count(size: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["pool", "start", "warm", "--size", size])
+    assert done.value.code == 2
+    assert "argument --size" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_the_cli_never_imports_ipython_or_ipywidgets(tmp_path: Path) -> None:

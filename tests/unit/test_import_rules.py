@@ -33,6 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     # the status sources panels are fed with: where feeds, backends and diagnose meet
     "sources": FOUNDATION | {"manifests", "backends", "feed", "diagnostics", "widgets"},
     "factory": FOUNDATION | {"backends"},
+    # warm pools: fill and drain with the backend's lifecycle; claims are the backend's own
+    # (SandboxConfig.pool), so factory and magics reach a pool without importing this layer
+    "pool": FOUNDATION | {"manifests", "backends"},
     "fallback": FOUNDATION | {"backends", "devcluster"},
     "devcluster": set(),  # standalone: product code never special-cases it, nor it them
     "demo": FOUNDATION | {"manifests", "backends", "rbac", "diagnostics", "inventory",
@@ -41,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "magics": FOUNDATION | {"manifests", "backends", "rbac", "diagnostics", "inventory",
                             "feed", "factory", "widgets", "sources"},
     "cli": FOUNDATION | {"manifests", "backends", "rbac", "diagnostics", "inventory",
-                         "factory", "fallback", "demo", "lab", "devcluster"},
+                         "factory", "fallback", "demo", "lab", "devcluster", "pool"},
 }
 
 

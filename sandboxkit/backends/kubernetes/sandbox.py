@@ -25,8 +25,15 @@ from ...errors import (
     SandboxError,
     SandboxGone,
     SandboxNotFound,
+    SandboxStartupError,
 )
-from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
+from ...manifests import (
+    CONTAINER_NAME,
+    job_manifest,
+    new_sandbox_name,
+    owner_description,
+    pool_spec,
+)
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
 from ..stdin import StdinData
@@ -40,6 +47,7 @@ from .api import (
     send,
     spec_image,
 )
+from .claim import claim_idle
 from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
@@ -130,6 +138,10 @@ class KubernetesSandbox(ArgvSandbox):
         PermissionDenied; whatever was created is deleted first unless ``keep_on_failure``.
         ``on_progress`` hears "created" (the Job), then "scheduled", "pulling" and
         "running" from the pod watch.
+
+        With ``config.pool`` it first claims an idle sandbox of that warm pool (see
+        :mod:`sandboxkit.pool`): "claimed", and :attr:`name` becomes the claimed Job's; or
+        "cold" when none is idle with this configuration, and a new Job is created as above.
         """
         with self._init_lock:
             if self._pod is not None:
@@ -137,6 +149,8 @@ class KubernetesSandbox(ArgvSandbox):
             if self._torn_down:
                 raise SandboxError(f"sandbox {self._name} was torn down; create a new one")
             conn, namespace = self.connection, self.namespace
+            if self.config.pool is not None and self._claim(conn, namespace, on_progress):
+                return self
             config = dataclasses.replace(self.config, namespace=namespace, name=self._name)
             manifest = job_manifest(config, self._name, owner_description())
             started = time.monotonic()
@@ -158,13 +172,60 @@ class KubernetesSandbox(ArgvSandbox):
                 metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
                 raise
-            with self._lock:
-                if self._torn_down:  # teardown() from another thread won the race
-                    raise SandboxGone(f"sandbox {self._name} was torn down during init()",
-                                      reason="TornDown")
-                self._pod = pod["metadata"]["name"]
-                metrics.record_started(config.execution_backend, time.monotonic() - started)
+            self._became_ready(pod)
+            metrics.record_started(config.execution_backend, time.monotonic() - started)
             return self
+
+    def _became_ready(self, pod: dict[str, Any]) -> None:
+        """Commands go to ``pod`` from now on, unless teardown() from another thread won
+        the race with init(): then SandboxGone."""
+        with self._lock:
+            if self._torn_down:
+                raise SandboxGone(f"sandbox {self._name} was torn down during init()",
+                                  reason="TornDown")
+            self._pod = pod["metadata"]["name"]
+
+    def _claim(self, conn: Connection, namespace: str,
+               on_progress: ProgressCallback | None) -> bool:
+        """Become an idle sandbox of ``config.pool`` (see :mod:`.claim`); False when none
+        is idle with this configuration, said through ``on_progress`` ("cold") before
+        init() starts one as without a pool.
+
+        The claimed sandbox keeps its Job's name (names are immutable), so :attr:`name`
+        changes to it. One whose pod stopped while it idled is deleted and the next taken.
+        """
+        pool = str(self.config.pool)
+        spec = pool_spec(self.config)
+        requested = (self._name, self.config)  # what a cold start uses, after a discard too
+        while True:
+            claim = claim_idle(conn, namespace, pool, spec, owner_description())
+            if claim.job is None:
+                with self._lock:
+                    self._job, self._name = None, requested[0]
+                self.config = requested[1]
+                if on_progress is not None:
+                    on_progress("cold", f"{claim.reason}: starting a new sandbox")
+                return False
+            job = JobRef.from_job(claim.job)
+            with self._lock:
+                self._job, self._name = job, job.name
+            self.config = dataclasses.replace(self.config, name=job.name)
+            if on_progress is not None:
+                on_progress("claimed", f"Job {namespace}/{job.name} from pool {pool}")
+            try:
+                pod = wait_running(conn, job, on_progress=on_progress,
+                                   timeout=self.config.startup_timeout)
+            except SandboxStartupError as exc:  # it broke while idle; it is ours to delete
+                delete_job(conn, job)
+                if on_progress is not None:
+                    on_progress("discarded", f"Job {job.name}: {exc}")
+                continue
+            except BaseException as exc:  # Ctrl-C: as a cold start's, never left half-taken
+                self._after_failed_start(exc)
+                raise
+            self._became_ready(pod)
+            metrics.record_attached(self.config.execution_backend)
+            return True
 
     def _after_failed_start(self, exc: BaseException) -> None:
         assert self._job is not None

@@ -16,7 +16,8 @@ from ...models import SandboxStatus
 from .api import container_status, event_time, request_json, spec_container, spec_image
 from .client import Connection
 
-__all__ = ["STATUS_EVENTS", "event_summary", "list_statuses", "newest_pod", "sandbox_status"]
+__all__ = ["STATUS_EVENTS", "event_summary", "list_labelled", "list_statuses", "newest_pod",
+           "sandbox_status"]
 
 # How many of the latest events a status carries: enough to see a pull retrying or a
 # scheduling failure repeating, few enough to read in a widget.
@@ -129,17 +130,18 @@ def event_summary(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _list(conn: Connection, kind: str, namespace: str | None,
-          all_namespaces: bool) -> list[dict[str, Any]]:
-    """Every sandbox Job (``kind`` "job") or sandbox pod ("pod"): one list call."""
+def list_labelled(conn: Connection, kind: str, namespace: str | None, all_namespaces: bool,
+                  selector: str | None = None) -> list[dict[str, Any]]:
+    """Every Job (``kind`` "job") or pod ("pod") matching ``selector`` (default: every
+    sandbox's) in ``namespace`` (None: the connection's) or all namespaces: one list call."""
     api = conn.batch() if kind == "job" else conn.core()
+    selector = selector or sandbox_selector()
     if all_namespaces:
         call = getattr(api, f"list_{kind}_for_all_namespaces")
-        listing = request_json(call, label_selector=sandbox_selector())
+        listing = request_json(call, label_selector=selector)
     else:
         call = getattr(api, f"list_namespaced_{kind}")
-        listing = request_json(call, namespace or conn.namespace,
-                               label_selector=sandbox_selector())
+        listing = request_json(call, namespace or conn.namespace, label_selector=selector)
     return listing.get("items") or []
 
 
@@ -151,8 +153,8 @@ def list_statuses(
     whatever their number: the Jobs, then their pods, each Job's newest pod found by
     ownerReferences (the Job's uid). ``namespace`` None means the connection's;
     ``with_pods=False`` saves the second call where the Jobs alone decide."""
-    jobs = _list(conn, "job", namespace, all_namespaces)
-    pods = _list(conn, "pod", namespace, all_namespaces) if with_pods else []
+    jobs = list_labelled(conn, "job", namespace, all_namespaces)
+    pods = list_labelled(conn, "pod", namespace, all_namespaces) if with_pods else []
     owned: dict[str, list[dict[str, Any]]] = {}
     for pod in pods:
         for ref in pod["metadata"].get("ownerReferences") or []:
