@@ -284,23 +284,26 @@ def test_attach_ls_and_logs_work_for_a_local_sandbox(
     """The magics go through the Sandbox contract, not the Kubernetes class: a local
     sandbox kept by one kernel is listed, attached and read by the next one."""
     shell.run_line_magic("config", "SandboxMagics.backend = 'local'")
-    shell.run_line_magic("sandbox_up", "--keep")
-    name = shell.run_line_magic("sandbox_exec", "--quiet -- basename \"$PWD\"").stdout.strip()
-    frame = shell.run_line_magic("sandbox_ls", "")
-    assert name in list(frame["name"]) and set(frame["phase"]) == {"Active"}
-    with pytest.raises(UsageError, match="Kubernetes namespaces"):
-        shell.run_line_magic("sandbox_ls", "-A")
-    shell.run_line_magic("unload_ext", "sandboxkit")
-    assert f"{name} is still running (kept)" in capsys.readouterr().out
+    try:
+        shell.run_line_magic("sandbox_up", "--keep")
+        name = shell.run_line_magic("sandbox_exec", "--quiet -- basename \"$PWD\"").stdout.strip()
+        frame = shell.run_line_magic("sandbox_ls", "")
+        assert name in list(frame["name"]) and set(frame["phase"]) == {"Active"}
+        with pytest.raises(UsageError, match="Kubernetes namespaces"):
+            shell.run_line_magic("sandbox_ls", "-A")
+        shell.run_line_magic("unload_ext", "sandboxkit")
+        assert f"{name} is still running (kept)" in capsys.readouterr().out
 
-    shell.run_line_magic("load_ext", "sandboxkit")
-    shell.run_line_magic("sandbox_attach", f"{name} --backend local")
-    shell.run_line_magic("sandbox_logs", f"-s {name}")
-    assert "attached" in capsys.readouterr().out  # a local sandbox's log is empty
-    assert shell.run_line_magic("sandbox_exec", "--quiet -- echo back").stdout == "back\n"
-    shell.run_line_magic("sandbox_down", name)
-    with pytest.raises(UsageError, match="no local sandbox named"):
+        shell.run_line_magic("load_ext", "sandboxkit")
         shell.run_line_magic("sandbox_attach", f"{name} --backend local")
+        shell.run_line_magic("sandbox_logs", f"-s {name}")
+        assert "attached" in capsys.readouterr().out  # a local sandbox's log is empty
+        assert shell.run_line_magic("sandbox_exec", "--quiet -- echo back").stdout == "back\n"
+        shell.run_line_magic("sandbox_down", name)
+        with pytest.raises(UsageError, match="no local sandbox named"):
+            shell.run_line_magic("sandbox_attach", f"{name} --backend local")
+    finally:  # %config lasts as long as the shell, which the next tests share
+        shell.run_line_magic("config", "SandboxMagics.backend = None")
 
 
 def test_up_with_a_pool_claims_and_registers_the_name_typed(
