@@ -279,6 +279,7 @@ _CHECKS: dict[str, Check] = {
     "workspace_path": _absolute_path,
     "allow_egress": _flag,
     "docker_network": _optional(_docker_network),
+    "exec_session": _flag,
 }
 """Each field's check, in one table: :meth:`SandboxConfig.validate` is one loop over the
 fields, so a field added without a check fails every construction (KeyError) at once."""
@@ -319,6 +320,10 @@ class SandboxConfig:
     # ("none"), or Docker's default "bridge" when allow_egress is set: the same default-deny
     # the NetworkPolicy gives a pod. Name a network to reach services on it (compose, "host").
     docker_network: str | None = None
+    # Kubernetes backend: run commands through a few long-lived exec sessions (a loop in
+    # the pod) instead of one exec each; calls with stdin always use one exec. Docker and
+    # local ignore it. Off (SANDBOXKIT_EXEC_SESSION=0) gives one exec per command.
+    exec_session: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -33,8 +34,9 @@ from ..stdin import StdinData
 from . import files as _files
 from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
 from .client import Connection, connect
-from .exec import run_exec
+from .exec import kill_process_group, run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
+from .sessions import SessionLost, SessionPool, open_session
 from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
@@ -53,7 +55,10 @@ class KubernetesSandbox(ArgvSandbox):
     ``startup_timeout=60``, ``kubeconfig=...``). ``api_client`` reuses an already configured
     client's settings instead of resolving a kubeconfig.
 
-    Thread-safe: commands may run from several threads at once; each exec owns its stream.
+    Thread-safe: commands may run from several threads at once. With ``exec_session`` (the
+    default) each command runs on a persistent exec session of its own (:mod:`.sessions`:
+    a small pool, one per concurrently running command); otherwise, and for calls with
+    stdin, each command is one exec that owns its stream.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class KubernetesSandbox(ArgvSandbox):
         self._conn: Connection | None = None
         self._job: JobRef | None = None
         self._pod: str | None = None
+        self._sessions: SessionPool | None = None
         self._torn_down = False
         # _init_lock serializes init() (which can take minutes); _lock guards quick state
         # changes only, so status() and teardown() from another thread (a widget, a Ctrl-C
@@ -155,9 +161,27 @@ class KubernetesSandbox(ArgvSandbox):
                 if self._torn_down:  # teardown() from another thread won the race
                     raise SandboxGone(f"sandbox {self._name} was torn down during init()",
                                       reason="TornDown")
-                self._pod = pod["metadata"]["name"]
+                self._set_pod(pod["metadata"]["name"], conn, namespace)
                 metrics.record_started(config.execution_backend, time.monotonic() - started)
             return self
+
+    def _set_pod(self, pod: str, conn: Connection, namespace: str) -> None:
+        """Commands run in ``pod`` from now on; with a session pool into it if configured.
+        Takes the connection and namespace because it runs under ``_lock``."""
+        self._pod = pod
+        if not self.config.exec_session:
+            return
+        api_client = conn.api_client()
+
+        def kill(kind: str, pid: int) -> None:
+            kill_process_group(api_client, namespace, pod, CONTAINER_NAME, kind, pid)
+
+        def fallback(argv: Sequence[str], **options: Any) -> CommandResult:
+            return run_exec(api_client, namespace, pod, CONTAINER_NAME, argv, **options)
+
+        self._sessions = SessionPool(
+            functools.partial(open_session, api_client, namespace, pod, CONTAINER_NAME),
+            kill, fallback)
 
     def _after_failed_start(self, exc: BaseException) -> None:
         assert self._job is not None
@@ -210,7 +234,7 @@ class KubernetesSandbox(ArgvSandbox):
         sandbox._job = JobRef.from_job(job)
         pod = wait_running(conn, sandbox._job, resource_version=None,
                            timeout=sandbox.config.startup_timeout)
-        sandbox._pod = pod["metadata"]["name"]
+        sandbox._set_pod(pod["metadata"]["name"], conn, ns)
         metrics.record_attached(sandbox.config.execution_backend)
         return sandbox
 
@@ -225,6 +249,9 @@ class KubernetesSandbox(ArgvSandbox):
             active = self._pod is not None  # counted once: a second teardown finds None
             self._pod = None
             self._torn_down = True
+            sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            sessions.close()
         if active:
             metrics.record_stopped(self.config.execution_backend)
         if job is None:
@@ -307,15 +334,19 @@ class KubernetesSandbox(ArgvSandbox):
         because the pod went away, the error is :class:`SandboxGone` with the reason.
         """
         pod = self._require_ready(self._pod)
-        limit = self.config.output_limit if output_limit is None else output_limit
+        options: dict[str, Any] = {
+            "timeout": self._timeout_or_default(timeout), "on_stdout": on_stdout,
+            "on_stderr": on_stderr, "stdout_sink": stdout_sink, "command_text": command_text,
+            "output_limit": self.config.output_limit if output_limit is None else output_limit}
+        sessions = self._sessions
         try:
-            result = run_exec(
-                self.connection.api_client(), self.namespace, pod, CONTAINER_NAME, argv,
-                stdin=stdin, timeout=self._timeout_or_default(timeout),
-                on_stdout=on_stdout, on_stderr=on_stderr, stdout_sink=stdout_sink,
-                output_limit=limit, command_text=command_text)
+            if sessions is not None and stdin is None:
+                result = sessions.run(argv, **options)
+            else:
+                result = run_exec(self.connection.api_client(), self.namespace, pod,
+                                  CONTAINER_NAME, argv, stdin=stdin, **options)
         except (ExecError, ExecProtocolError, SandboxGone, OSError) as exc:
-            gone = self._gone(pod)
+            gone = self._gone(pod, exc.result if isinstance(exc, SessionLost) else None)
             if gone is None:
                 raise
             raise gone from exc
@@ -393,6 +424,8 @@ class KubernetesSandbox(ArgvSandbox):
     def __del__(self) -> None:
         # Only the connection pools: deleting the Job is teardown()'s job, never a GC's.
         with contextlib.suppress(Exception):
+            if self._sessions is not None:
+                self._sessions.close()
             if self._conn is not None and self._api_client is None:
                 self._conn.close()
 
