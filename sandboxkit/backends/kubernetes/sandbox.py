@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import threading
 import time
@@ -34,9 +33,9 @@ from ..stdin import StdinData
 from . import files as _files
 from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
 from .client import Connection, connect
-from .exec import kill_process_group, run_exec
+from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
-from .sessions import SessionLost, SessionPool, open_session
+from .sessions import SessionLost, SessionPool
 from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
@@ -169,19 +168,9 @@ class KubernetesSandbox(ArgvSandbox):
         """Commands run in ``pod`` from now on; with a session pool into it if configured.
         Takes the connection and namespace because it runs under ``_lock``."""
         self._pod = pod
-        if not self.config.exec_session:
-            return
-        api_client = conn.api_client()
-
-        def kill(kind: str, pid: int) -> None:
-            kill_process_group(api_client, namespace, pod, CONTAINER_NAME, kind, pid)
-
-        def fallback(argv: Sequence[str], **options: Any) -> CommandResult:
-            return run_exec(api_client, namespace, pod, CONTAINER_NAME, argv, **options)
-
-        self._sessions = SessionPool(
-            functools.partial(open_session, api_client, namespace, pod, CONTAINER_NAME),
-            kill, fallback)
+        if self.config.exec_session:
+            self._sessions = SessionPool.into(conn.api_client(), namespace, pod,
+                                              CONTAINER_NAME)
 
     def _after_failed_start(self, exc: BaseException) -> None:
         assert self._job is not None

@@ -30,6 +30,7 @@ requests, and a command must never read it.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import threading
 import time
@@ -47,6 +48,8 @@ from .exec import (
     DEFAULT_OUTPUT_LIMIT,
     ChannelFrames,
     check_call,
+    kill_process_group,
+    run_exec,
     status_exit_code,
 )
 from .frames import STDIN, FrameChannel
@@ -192,6 +195,21 @@ class SessionPool:
         self._closed = False
         self.supported = True
         """False once a fresh session could not run the loop: every call is one exec."""
+
+    @classmethod
+    def into(cls, api_client: Any, namespace: str, pod: str,
+             container: str | None) -> SessionPool:
+        """A pool of sessions into ``pod``/``container``, killing through a second exec
+        and falling back to :func:`.exec.run_exec`."""
+
+        def kill(kind: str, pid: int) -> None:
+            kill_process_group(api_client, namespace, pod, container, kind, pid)
+
+        def fallback(argv: Sequence[str], **options: Any) -> CommandResult:
+            return run_exec(api_client, namespace, pod, container, argv, **options)
+
+        return cls(functools.partial(open_session, api_client, namespace, pod, container),
+                   kill, fallback)
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None,
             on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
