@@ -11,7 +11,7 @@ each beside its baselines measured in the same run and as a ratio:
   with ``exec_session=True``) vs :func:`run_exec` (one exec per command, the
   ``exec_session=False`` path) vs a minimal ``kubernetes.stream.stream`` call vs
   ``kubectl exec``;
-* throughput of ``--mib`` MiB of stdout (median of 3): session vs one exec.
+* throughput of ``--mib`` MiB of stdout (median of 5, taking turns): session vs one exec.
 
 Targets (issue 12): session round trip <= 5 ms and <= 0.25x the raw stream call;
 throughput no worse than one exec.
@@ -20,19 +20,16 @@ throughput no worse than one exec.
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-from exec_bench import MIB, cluster, idle_pod, interleaved_medians
-from kubernetes import client, config
+from exec_bench import MIB, bench_pod, interleaved_medians, kubectl_exec
+from kubernetes import client
 from kubernetes.stream import stream
 
 from sandboxkit.backends.kubernetes.exec import run_exec
+from sandboxkit.models import CommandResult
 from sandboxkit.backends.kubernetes.sessions import SessionPool
 
 
@@ -42,36 +39,25 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--mib", type=int, default=64)
     options = parser.parse_args(args)
-    kubectl_binary = shutil.which("kubectl")
 
-    with cluster(options.kubeconfig) as kubeconfig:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
+    with bench_pod(options.kubeconfig) as (api, kubeconfig, namespace, pod):
         core = client.CoreV1Api(api)
-        with idle_pod(api) as (namespace, pod):
-            pool = SessionPool.into(api, namespace, pod, None)
-
-            def kubectl(argv: list[str]) -> None:
-                assert kubectl_binary is not None
-                subprocess.run([kubectl_binary, "--kubeconfig", str(kubeconfig), "exec",
-                                "-n", namespace, pod, "--", *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=120, check=False)
-
-            contenders: dict[str, Callable[[], object]] = {
-                "session (exec_session=True)": lambda: pool.run(["true"]),
-                "run_exec (exec_session=False)": lambda: run_exec(
-                    api, namespace, pod, None, ["true"]),
-                "kubernetes.stream.stream()": lambda: stream(
-                    core.connect_get_namespaced_pod_exec, pod, namespace, command=["true"],
-                    stdout=True, stderr=True, stdin=False, tty=False),
-            }
-            if kubectl_binary:
-                contenders["kubectl exec"] = lambda: kubectl(["true"])
-            report_round_trip(interleaved_medians(contenders, options.rounds), options.rounds)
-            report_throughput(options.mib, pool, api, namespace, pod)
-            assert pool.supported, "the session fell back to one exec per command"
-            pool.close()
-        api.close()
+        kubectl = kubectl_exec(kubeconfig, namespace, pod)
+        pool = SessionPool.into(api, namespace, pod, None)
+        contenders: dict[str, Callable[[], object]] = {
+            "session (exec_session=True)": lambda: pool.run(["true"]),
+            "run_exec (exec_session=False)": lambda: run_exec(
+                api, namespace, pod, None, ["true"]),
+            "kubernetes.stream.stream()": lambda: stream(
+                core.connect_get_namespaced_pod_exec, pod, namespace, command=["true"],
+                stdout=True, stderr=True, stdin=False, tty=False),
+        }
+        if kubectl is not None:
+            contenders["kubectl exec"] = lambda: kubectl(["true"])
+        report_round_trip(interleaved_medians(contenders, options.rounds), options.rounds)
+        report_throughput(options.mib, pool, api, namespace, pod)
+        assert pool.supported, "the session fell back to one exec per command"
+        pool.close()
     return 0
 
 
@@ -91,21 +77,21 @@ def report_round_trip(medians: dict[str, float], rounds: int) -> None:
 def report_throughput(mib: int, pool: SessionPool, api: Any, namespace: str,
                       pod: str) -> None:
     produce = ["head", "-c", str(mib * MIB), "/dev/zero"]
-    runs: dict[str, Callable[[], Any]] = {
-        "session": lambda: pool.run(produce, timeout=600),
-        "run_exec": lambda: run_exec(api, namespace, pod, None, produce, timeout=600),
+
+    def checked(result: CommandResult) -> None:
+        assert result.exit_code == 0 and result.truncated, result
+
+    runs: dict[str, Callable[[], object]] = {
+        "session": lambda: checked(pool.run(produce, timeout=600)),
+        "run_exec": lambda: checked(run_exec(api, namespace, pod, None, produce,
+                                             timeout=600)),
     }
-    rates: dict[str, float] = {}
-    print(f"\n{mib} MiB of stdout, median of 3")
-    for name, fn in runs.items():
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - started)
-            assert result.exit_code == 0 and result.truncated, result
-        rates[name] = mib * MIB / statistics.median(times) / 1e6
-        print(f"  {name:32s} {rates[name]:8.1f} MB/s")
+    rounds = 5
+    rates = {name: mib * MIB / (ms / 1000) / 1e6
+             for name, ms in interleaved_medians(runs, rounds).items()}
+    print(f"\n{mib} MiB of stdout, median of {rounds}, taking turns")
+    for name, rate in rates.items():
+        print(f"  {name:32s} {rate:8.1f} MB/s")
     print(f"  {'session / run_exec':32s} {rates['session'] / rates['run_exec']:8.2f}x"
           "   (target >= 1x)")
 
