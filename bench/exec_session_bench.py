@@ -29,8 +29,8 @@ from kubernetes import client
 from kubernetes.stream import stream
 
 from sandboxkit.backends.kubernetes.exec import run_exec
-from sandboxkit.models import CommandResult
 from sandboxkit.backends.kubernetes.sessions import SessionPool
+from sandboxkit.models import CommandResult
 
 
 def main(args: list[str] | None = None) -> int:
