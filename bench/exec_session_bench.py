@@ -7,7 +7,7 @@ a busybox pod idles in a fresh namespace (deleted at the end), as in exec_bench.
 each beside its baselines measured in the same run and as a ratio:
 
 * round trip of ``true`` (median, the contenders taking turns): a
-  :class:`~sandboxkit.backends.kubernetes.sessions.SessionPool` (what ``run_command`` uses
+  :class:`~sandboxkit.backends.pool.SessionPool` (what ``run_command`` uses
   with ``exec_session=True``) vs :func:`run_exec` (one exec per command, the
   ``exec_session=False`` path) vs a minimal ``kubernetes.stream.stream`` call vs
   ``kubectl exec``;
@@ -28,8 +28,9 @@ from exec_bench import MIB, bench_pod, interleaved_medians, kubectl_exec
 from kubernetes import client
 from kubernetes.stream import stream
 
-from sandboxkit.backends.kubernetes.exec import run_exec
-from sandboxkit.backends.kubernetes.sessions import SessionPool
+from sandboxkit.backends.kubernetes.exec import DEFAULT_OUTPUT_LIMIT, run_exec
+from sandboxkit.backends.kubernetes.sessions import session_pool
+from sandboxkit.backends.pool import SessionPool
 from sandboxkit.models import CommandResult
 
 
@@ -43,9 +44,10 @@ def main(args: list[str] | None = None) -> int:
     with bench_pod(options.kubeconfig) as (api, kubeconfig, namespace, pod):
         core = client.CoreV1Api(api)
         kubectl = kubectl_exec(kubeconfig, namespace, pod)
-        pool = SessionPool.into(api, namespace, pod, None)
+        pool = session_pool(api, namespace, pod, None)
         contenders: dict[str, Callable[[], object]] = {
-            "session (exec_session=True)": lambda: pool.run(["true"]),
+            "session (exec_session=True)": lambda: pool.run(
+                ["true"], timeout=None, output_limit=DEFAULT_OUTPUT_LIMIT),
             "run_exec (exec_session=False)": lambda: run_exec(
                 api, namespace, pod, None, ["true"]),
             "kubernetes.stream.stream()": lambda: stream(
@@ -82,7 +84,8 @@ def report_throughput(mib: int, pool: SessionPool, api: Any, namespace: str,
         assert result.exit_code == 0 and result.truncated, result
 
     runs: dict[str, Callable[[], object]] = {
-        "session": lambda: checked(pool.run(produce, timeout=600)),
+        "session": lambda: checked(pool.run(produce, timeout=600,
+                                            output_limit=DEFAULT_OUTPUT_LIMIT)),
         "run_exec": lambda: checked(run_exec(api, namespace, pod, None, produce,
                                              timeout=600)),
     }

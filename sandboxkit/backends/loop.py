@@ -54,7 +54,11 @@ _BATCH = 8
 _FIFOS = "sbx_fifos() {\n  mkfifo " + " ".join(
     f'"$sbx_d/o$1.{slot}" "$sbx_d/e$1.{slot}"' for slot in range(_BATCH)) + "\n}\n"
 
-# $1 the session's own token (names its private directory). The loop's variables are
+# $1 the session's own token (names its private directory). TERM is not trapped: the
+# wrapper ends its watchdog subshell with TERM right after forking it when a command is
+# quick, and a TERM that reaches the fork before it reset the loop's trap would be taken
+# for the loop's and lost, leaving the watchdog (and the wrapper waiting on it) for good.
+# The loop's variables are
 # sbx_*: the wrapper runs as a function in this shell (no fork of its own) and sets its
 # own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH. Its relays are started
 # while the loop waits for the request (a `cat` blocks in open() until the wrapper opens
@@ -70,7 +74,7 @@ mkdir -m 700 "$sbx_d" 2>/dev/null || {
   echo "sandboxkit: cannot create $sbx_d for the exec session" >&2; exit 113; }
 sbx_a= sbx_b=
 trap 'kill $sbx_a $sbx_b 2>/dev/null; rm -rf "$sbx_d"' EXIT
-trap 'exit 0' HUP PIPE TERM
+trap 'exit 0' HUP PIPE
 sbx_fifos 0 || exit 113
 sbx_nl='
 '

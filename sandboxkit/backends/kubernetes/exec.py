@@ -83,7 +83,7 @@ from typing import IO, Any
 
 from ...errors import ExecError, ExecProtocolError
 from ...models import CommandResult
-from ..session import ExecSession, Kill, finish
+from ..session import ExecSession, Kill, check_call, finish
 from ..stdin import STDIN_CHUNK, StdinData, StdinSource
 from ..wrapper import (
     OutputCallback,
@@ -106,7 +106,6 @@ __all__ = [
     "OutputCallback",
     "TextCallback",
     "channel_session",
-    "check_call",
     "kill_process_group",
     "run_exec",
     "status_exit_code",
@@ -203,16 +202,6 @@ def run_exec(
         if source is not None:
             source.close()
     return finish(text, outcome, stdout, stderr, started, timeout)
-
-
-def check_call(argv: list[str], timeout: float | None, output_limit: int) -> None:
-    """ValueError for a call no exec can make: one check for every way of running one."""
-    if not argv or not all(isinstance(arg, str) for arg in argv):
-        raise ValueError(f"argv must be a non-empty list of strings, got {argv!r}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if output_limit < 0:
-        raise ValueError(f"output_limit must be >= 0, got {output_limit!r}")
 
 
 def kill_process_group(

@@ -29,13 +29,14 @@ from ...errors import (
 from ...manifests import CONTAINER_NAME, job_manifest, new_sandbox_name, owner_description
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
+from ..pool import SessionLost, SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .api import JobRef, api_error, container_status, pod_events, request_json, spec_image
 from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
-from .sessions import SessionLost, SessionPool
+from .sessions import session_pool
 from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class KubernetesSandbox(ArgvSandbox):
     client's settings instead of resolving a kubeconfig.
 
     Thread-safe: commands may run from several threads at once. With ``exec_session`` (the
-    default) each command runs on a persistent exec session of its own (:mod:`.sessions`:
+    default) each command runs on a persistent exec session of its own (:mod:`..pool`:
     a small pool, one per concurrently running command); otherwise, and for calls with
     stdin, each command is one exec that owns its stream.
     """
@@ -169,8 +170,7 @@ class KubernetesSandbox(ArgvSandbox):
         Takes the connection and namespace because it runs under ``_lock``."""
         self._pod = pod
         if self.config.exec_session:
-            self._sessions = SessionPool.into(conn.api_client(), namespace, pod,
-                                              CONTAINER_NAME)
+            self._sessions = session_pool(conn.api_client(), namespace, pod, CONTAINER_NAME)
 
     def _after_failed_start(self, exc: BaseException) -> None:
         assert self._job is not None
