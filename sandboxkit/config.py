@@ -320,9 +320,9 @@ class SandboxConfig:
     # ("none"), or Docker's default "bridge" when allow_egress is set: the same default-deny
     # the NetworkPolicy gives a pod. Name a network to reach services on it (compose, "host").
     docker_network: str | None = None
-    # Kubernetes backend: run commands through a few long-lived exec sessions (a loop in
-    # the pod) instead of one exec each; calls with stdin always use one exec. Docker and
-    # local ignore it. Off (SANDBOXKIT_EXEC_SESSION=0) gives one exec per command.
+    # Kubernetes and Docker: run commands through a few long-lived exec sessions (a loop
+    # in the container) instead of one exec each; calls with stdin always use one exec.
+    # Off (SANDBOXKIT_EXEC_SESSION=0) gives one exec per command; local has no exec.
     exec_session: bool = True
 
     def __post_init__(self) -> None:

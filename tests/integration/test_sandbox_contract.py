@@ -1,7 +1,8 @@
 """The Sandbox contract, written once and run against every backend.
 
 A new backend is one entry in ``BACKENDS`` (and a branch in ``make_sandbox`` if it needs
-other settings); kubernetes, docker (marker ``docker``, a real engine) and local run here.
+other settings); kubernetes, docker (marker ``docker``, a real engine) and local run here,
+the first two both through persistent exec sessions and with one exec per command.
 Nothing is mocked: commands really run, files really travel, and the Kubernetes tests read
 back what the cluster holds. The Kubernetes-only tests (the Job's fields, every
 typed startup failure) skip for other backends through the ``kubernetes_only`` fixture.
@@ -46,12 +47,13 @@ from sandboxkit.errors import (
 )
 from sandboxkit.manifests import ID_LABEL, OWNER_ANNOTATION, sandbox_selector
 
-# (backend, exec_session): the whole suite runs on Kubernetes both through persistent exec
-# sessions (the default) and with one exec per command; docker and local ignore the setting.
+# (backend, exec_session): the whole suite runs on Kubernetes and Docker both through
+# persistent exec sessions (the default) and with one exec per command; local has no exec.
 BACKENDS = [
     pytest.param(("kubernetes", True), id="kubernetes"),
     pytest.param(("kubernetes", False), id="kubernetes-one-exec"),
     pytest.param(("docker", True), id="docker", marks=pytest.mark.docker),
+    pytest.param(("docker", False), id="docker-one-exec", marks=pytest.mark.docker),
     pytest.param(("local", True), id="local"),
 ]
 # IMAGE, SERVICE_ACCOUNT, STARTUP_TIMEOUT and SMALL come from sandbox_support: small
