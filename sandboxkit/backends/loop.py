@@ -24,7 +24,7 @@ stdout and stderr):
    call, and then sends :data:`ACK`. The loop kills the relays and removes the FIFOs: a
    background child still writing gets EPIPE, as when a one-exec call closes its stream
    (output after the end marker is dropped, the documented semantics). The loop prepares
-   the next pair of FIFOs while a command runs, so that is off the next command's path.
+   FIFOs in batches, between commands.
 
 Exit codes come from the end marker, the wrapper's own exit status: the session exec does
 not end per command. :data:`UNSUPPORTED` is the loop's exit status when the image lacks a
@@ -54,16 +54,18 @@ _BATCH = 8
 _FIFOS = "sbx_fifos() {\n  mkfifo " + " ".join(
     f'"$sbx_d/o$1.{slot}" "$sbx_d/e$1.{slot}"' for slot in range(_BATCH)) + "\n}\n"
 
-# $1 the session's own token (names its private directory). TERM is not trapped: the
+# $1 the session's own token (names its private directory). The loop sets no trap: the
 # wrapper ends its watchdog subshell with TERM right after forking it when a command is
-# quick, and a TERM that reaches the fork before it reset the loop's trap would be taken
-# for the loop's and lost, leaving the watchdog (and the wrapper waiting on it) for good.
+# quick, and a signal that reaches a fork before it reset the loop's traps is taken for
+# the loop's (dash then loses it, leaving the watchdog and the wrapper waiting on it for
+# good; bash runs the loop's EXIT trap in the child). It cleans up when its stdin ends.
 # The loop's variables are
 # sbx_*: the wrapper runs as a function in this shell (no fork of its own) and sets its
-# own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH. Its relays are started
-# while the loop waits for the request (a `cat` blocks in open() until the wrapper opens
-# the FIFO for writing, after the begin marker), and the next batch is made, the one
-# before it removed, after the ack: both off the next command's path.
+# own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH; the next batch is made,
+# the one before it removed, after the ack, off the next command's path. The relays live
+# only while a command runs: between commands nothing but the loop holds its stdout and
+# stderr, so a loop that dies while idle ends the exec stream at once (a runtime streams
+# an exec until every writer of its pipes is gone).
 LOOP = WRAPPER_FUNCTION + _FIFOS + r"""
 for sbx_tool in mkfifo cat rm; do
   command -v "$sbx_tool" >/dev/null 2>&1 || {
@@ -73,9 +75,12 @@ sbx_d=${TMPDIR:-/tmp}/.sandboxkit-session-$1
 mkdir -m 700 "$sbx_d" 2>/dev/null || {
   echo "sandboxkit: cannot create $sbx_d for the exec session" >&2; exit 113; }
 sbx_a= sbx_b=
-trap 'kill $sbx_a $sbx_b 2>/dev/null; rm -rf "$sbx_d"' EXIT
-trap 'exit 0' HUP PIPE
-sbx_fifos 0 || exit 113
+sbx_end() {
+  kill $sbx_a $sbx_b 2>/dev/null
+  rm -rf "$sbx_d"
+  exit "$1"
+}
+sbx_fifos 0 || sbx_end 113
 sbx_nl='
 '
 sbx_i=0
@@ -86,13 +91,12 @@ sbx_relays() {
   cat "$sbx_d/e$sbx_f" </dev/null >&2 &
   sbx_b=$!
 }
-sbx_relays
 while IFS=' ' read -r sbx_m sbx_t sbx_c; do
   set --
   while [ "$sbx_c" -gt 0 ]; do
-    IFS= read -r sbx_k && IFS= read -r sbx_x || exit 0
+    IFS= read -r sbx_k && IFS= read -r sbx_x || sbx_end 0
     while [ "$sbx_k" -gt 1 ]; do
-      IFS= read -r sbx_y || exit 0
+      IFS= read -r sbx_y || sbx_end 0
       sbx_x=$sbx_x$sbx_nl$sbx_y
       sbx_k=$((sbx_k - 1))
     done
@@ -101,18 +105,20 @@ while IFS=' ' read -r sbx_m sbx_t sbx_c; do
   done
   printf '\000sbxk:%s:B0\n' "$sbx_m"
   printf '\000sbxk:%s:B0\n' "$sbx_m" >&2
+  sbx_relays
   sandboxkit_wrap "$sbx_m" "$sbx_t" "" "$@" </dev/null >"$sbx_d/o$sbx_f" 2>"$sbx_d/e$sbx_f"
   IFS= read -r sbx_y
   kill "$sbx_a" "$sbx_b" 2>/dev/null
   wait "$sbx_a" "$sbx_b" 2>/dev/null
+  sbx_a= sbx_b=
   sbx_i=$((sbx_i + 1))
-  sbx_relays
   if [ $((sbx_i % _BATCH_)) -eq 0 ]; then
     rm -f "$sbx_d"/?$((sbx_i / _BATCH_ - 1)).*
   elif [ $((sbx_i % _BATCH_)) -eq 1 ]; then
-    sbx_fifos $((sbx_i / _BATCH_ + 1)) || exit 113
+    sbx_fifos $((sbx_i / _BATCH_ + 1)) || sbx_end 113
   fi
 done
+sbx_end 0
 """.replace("_BATCH_", str(_BATCH))
 
 

@@ -7,6 +7,7 @@ under a command and the kill on timeout are checked without a server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -68,12 +69,17 @@ class LocalSession:
         return None
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        """End the loop's stdin, so it cleans up after itself, as a closed exec stream does;
+        kill it only if it does not end."""
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
-                pipe.close()
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class Harness:
