@@ -354,8 +354,8 @@ class DockerSandbox(ArgvSandbox):
         else:
             try:
                 result = sessions.run(argv, **options)
-            except SessionLost as exc:
-                gone = self._gone(exc.result)
+            except SessionLost as exc:  # the daemon may learn of a dying container later
+                gone = self._gone(exc.result, since=time.time() - exc.result.duration - 1)
                 if gone is None:
                     raise
                 raise gone from exc
