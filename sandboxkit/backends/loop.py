@@ -62,10 +62,11 @@ _FIFOS = "sbx_fifos() {\n  mkfifo " + " ".join(
 # The loop's variables are
 # sbx_*: the wrapper runs as a function in this shell (no fork of its own) and sets its
 # own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH; the next batch is made,
-# the one before it removed, after the ack, off the next command's path. The relays live
-# only while a command runs: between commands nothing but the loop holds its stdout and
-# stderr, so a loop that dies while idle ends the exec stream at once (a runtime streams
-# an exec until every writer of its pipes is gone).
+# the one before it removed, after the ack, and the next relays are started then too: all
+# off the next command's path. While idle the loop holds the relays' FIFOs open for
+# writing on fds 5 and 6 (closed for the wrapper), so a relay ends with the loop: a loop
+# that dies while idle ends the exec stream at once (a runtime streams an exec until
+# every writer of its pipes is gone, relays included).
 LOOP = WRAPPER_FUNCTION + _FIFOS + r"""
 for sbx_tool in mkfifo cat rm; do
   command -v "$sbx_tool" >/dev/null 2>&1 || {
@@ -90,7 +91,9 @@ sbx_relays() {
   sbx_a=$!
   cat "$sbx_d/e$sbx_f" </dev/null >&2 &
   sbx_b=$!
+  exec 5>"$sbx_d/o$sbx_f" 6>"$sbx_d/e$sbx_f"
 }
+sbx_relays
 while IFS=' ' read -r sbx_m sbx_t sbx_c; do
   set --
   while [ "$sbx_c" -gt 0 ]; do
@@ -105,18 +108,18 @@ while IFS=' ' read -r sbx_m sbx_t sbx_c; do
   done
   printf '\000sbxk:%s:B0\n' "$sbx_m"
   printf '\000sbxk:%s:B0\n' "$sbx_m" >&2
-  sbx_relays
-  sandboxkit_wrap "$sbx_m" "$sbx_t" "" "$@" </dev/null >"$sbx_d/o$sbx_f" 2>"$sbx_d/e$sbx_f"
+  sandboxkit_wrap "$sbx_m" "$sbx_t" "" "$@" </dev/null >&5 2>&6 5>&- 6>&-
   IFS= read -r sbx_y
+  exec 5>&- 6>&-
   kill "$sbx_a" "$sbx_b" 2>/dev/null
   wait "$sbx_a" "$sbx_b" 2>/dev/null
-  sbx_a= sbx_b=
   sbx_i=$((sbx_i + 1))
   if [ $((sbx_i % _BATCH_)) -eq 0 ]; then
     rm -f "$sbx_d"/?$((sbx_i / _BATCH_ - 1)).*
   elif [ $((sbx_i % _BATCH_)) -eq 1 ]; then
     sbx_fifos $((sbx_i / _BATCH_ + 1)) || sbx_end 113
   fi
+  sbx_relays
 done
 sbx_end 0
 """.replace("_BATCH_", str(_BATCH))
