@@ -59,14 +59,13 @@ _FIFOS = "sbx_fifos() {\n  mkfifo " + " ".join(
 # quick, and a signal that reaches a fork before it reset the loop's traps is taken for
 # the loop's (dash then loses it, leaving the watchdog and the wrapper waiting on it for
 # good; bash runs the loop's EXIT trap in the child). It cleans up when its stdin ends.
-# The loop's variables are
-# sbx_*: the wrapper runs as a function in this shell (no fork of its own) and sets its
-# own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH; the next batch is made,
-# the one before it removed, after the ack, and the next relays are started then too: all
-# off the next command's path. While idle the loop holds the relays' FIFOs open for
-# writing on fds 5 and 6 (closed for the wrapper), so a relay ends with the loop: a loop
-# that dies while idle ends the exec stream at once (a runtime streams an exec until
-# every writer of its pipes is gone, relays included).
+# The loop's variables are sbx_*: the wrapper runs as a function in this shell (no fork
+# of its own) and sets its own. Command i uses FIFO pair i % _BATCH of batch i / _BATCH;
+# the next batch is made, the one before it removed, after the ack, and the next relays
+# are started then too: all off the next command's path. While idle the loop holds the
+# relays' FIFOs open for writing on fds 5 and 6 (closed for the wrapper), so a relay
+# ends with the loop: a loop that dies while idle ends the exec stream at once (a
+# runtime streams an exec until every writer of its pipes is gone, relays included).
 LOOP = WRAPPER_FUNCTION + _FIFOS + r"""
 for sbx_tool in mkfifo cat rm; do
   command -v "$sbx_tool" >/dev/null 2>&1 || {
