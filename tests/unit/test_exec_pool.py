@@ -112,8 +112,9 @@ class Harness:
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
-    made = Harness()
+def harness(tmp_path: os.PathLike[str]) -> Iterator[Harness]:
+    # A loop killed by a test leaves its private directory behind: in tmp_path, not /tmp.
+    made = Harness(env={**os.environ, "TMPDIR": str(tmp_path)})
     yield made
     made.pool.close()
     for session in made.opened:
