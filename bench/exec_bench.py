@@ -123,36 +123,54 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--wsclient-mib", type=int, default=8)
     parser.add_argument("--gib", type=float, default=1.0, help="0 skips the callback run")
     options = parser.parse_args(args)
-    kubectl_binary = shutil.which("kubectl")
 
-    with cluster(options.kubeconfig) as kubeconfig:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
+    with bench_pod(options.kubeconfig) as (api, kubeconfig, namespace, pod):
         core = client.CoreV1Api(api)
-        with idle_pod(api) as (namespace, pod):
+        kubectl = kubectl_exec(kubeconfig, namespace, pod)
 
-            def ours(argv: list[str], **kwargs: Any) -> Any:
-                return run_exec(api, namespace, pod, None, argv, **kwargs)
+        def ours(argv: list[str], **kwargs: Any) -> Any:
+            return run_exec(api, namespace, pod, None, argv, **kwargs)
 
-            def raw_stream(argv: list[str]) -> Any:
-                return stream(core.connect_get_namespaced_pod_exec, pod, namespace,
-                              command=argv, stdout=True, stderr=True, stdin=False, tty=False)
+        def raw_stream(argv: list[str]) -> Any:
+            return stream(core.connect_get_namespaced_pod_exec, pod, namespace,
+                          command=argv, stdout=True, stderr=True, stdin=False, tty=False)
 
-            def kubectl(argv: list[str], timeout: float = 120) -> None:
-                assert kubectl_binary is not None
-                subprocess.run([kubectl_binary, "--kubeconfig", str(kubeconfig), "exec",
-                                "-n", namespace, pod, "--", *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=timeout, check=False)
-
-            report_round_trip(options.rounds, ours, raw_stream,
-                              kubectl if kubectl_binary else None)
-            report_throughput(options.mib, options.wsclient_mib, ours,
-                              kubectl if kubectl_binary else None, core, namespace, pod)
-            if options.gib > 0:
-                report_callback(options.gib, ours)
-            report_background_child(ours, kubectl if kubectl_binary else None)
-        api.close()
+        report_round_trip(options.rounds, ours, raw_stream, kubectl)
+        report_throughput(options.mib, options.wsclient_mib, ours, kubectl, core, namespace,
+                          pod)
+        if options.gib > 0:
+            report_callback(options.gib, ours)
+        report_background_child(ours, kubectl)
     return 0
+
+
+@contextlib.contextmanager
+def bench_pod(kubeconfig: str | None) -> Iterator[tuple[client.ApiClient, Path, str, str]]:
+    """(client, kubeconfig, namespace, pod): the idle pod every benchmark execs into, on
+    the cluster :func:`cluster` picks; all of it gone at the end."""
+    with cluster(kubeconfig) as path:
+        api = config.new_client_from_config(config_file=str(path))
+        try:
+            with idle_pod(api) as (namespace, pod):
+                yield api, path, namespace, pod
+        finally:
+            api.close()
+
+
+def kubectl_exec(kubeconfig: Path, namespace: str,
+                 pod: str) -> Callable[..., None] | None:
+    """``kubectl(argv, timeout=120)`` running ``kubectl exec`` into the pod, output
+    discarded; None when kubectl is not on PATH."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        return None
+
+    def kubectl(argv: list[str], timeout: float = 120) -> None:
+        subprocess.run([binary, "--kubeconfig", str(kubeconfig), "exec", "-n", namespace,
+                        pod, "--", *argv], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+
+    return kubectl
 
 
 def report_round_trip(rounds: int, ours: Callable[..., Any], raw: Callable[..., Any],

@@ -293,6 +293,7 @@ _CHECKS: dict[str, Check] = {
     "allow_egress": _flag,
     "docker_network": _optional(_docker_network),
     "pool": _optional(functools.partial(validate_dns_label, example="warm")),
+    "exec_session": _flag,
 }
 """Each field's check, in one table: :meth:`SandboxConfig.validate` is one loop over the
 fields, so a field added without a check fails every construction (KeyError) at once."""
@@ -336,6 +337,10 @@ class SandboxConfig:
     # Kubernetes backend only: init() claims an idle sandbox of this warm pool (see
     # sandboxkit.pool) and starts a new one, as without a pool, when none is idle.
     pool: str | None = None
+    # Kubernetes and Docker: run commands through a few long-lived exec sessions (a loop
+    # in the container) instead of one exec each; calls with stdin always use one exec.
+    # Off (SANDBOXKIT_EXEC_SESSION=0) gives one exec per command; local has no exec.
+    exec_session: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

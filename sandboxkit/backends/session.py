@@ -50,6 +50,7 @@ __all__ = [
     "FrameSource",
     "Kill",
     "Outcome",
+    "check_call",
     "command_result",
     "finish",
 ]
@@ -206,6 +207,16 @@ class ExecSession:
             stream.muted = True
         with contextlib.suppress(Exception):
             self._kill_started()
+
+
+def check_call(argv: list[str], timeout: float | None, output_limit: int) -> None:
+    """ValueError for a call no exec can make: one check for every way of running one."""
+    if not argv or not all(isinstance(arg, str) for arg in argv):
+        raise ValueError(f"argv must be a non-empty list of strings, got {argv!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if output_limit < 0:
+        raise ValueError(f"output_limit must be >= 0, got {output_limit!r}")
 
 
 def command_result(command: str, exit_code: int, stdout: OutputStream, stderr: OutputStream,

@@ -34,12 +34,14 @@ __all__ = [
     "KILL",
     "MARKER_TAG",
     "WRAPPER",
+    "WRAPPER_FUNCTION",
     "OutputCallback",
     "OutputStream",
     "TextCallback",
     "kill_argv",
     "marker_tag",
     "new_nonce",
+    "watchdog_seconds",
     "wrap_argv",
 ]
 
@@ -81,7 +83,7 @@ _ZAP = r"""zap() {
 # as stdin before their own redirections (``command exec`` so that a closed stdin is not a
 # fatal redirection error). ``wait ... 2>/dev/null`` silences bash's "Killed" job reports
 # when /bin/sh is bash.
-WRAPPER = _ZAP + r"""m=$1; t=$2; n=$3; shift 3
+_WRAPPER_BODY = r"""m=$1; t=$2; n=$3; shift 3
 if command -v setsid >/dev/null 2>&1; then k=G; else k=T; fi
 run() { if [ "$k" = G ]; then exec setsid "$@"; else exec "$@"; fi; }
 { command exec 3<&0; } 2>/dev/null || exec 3</dev/null
@@ -110,8 +112,14 @@ x=X
 if [ -n "$w" ]; then kill "$w" 2>/dev/null; wait "$w" 2>/dev/null && x=K; fi
 printf '\000sbxk:%s:%s%s\n' "$m" "$x" "$r"
 printf '\000sbxk:%s:%s%s\n' "$m" "$x" "$r" >&2
-exit "$r"
 """
+
+WRAPPER = _ZAP + _WRAPPER_BODY + 'exit "$r"\n'
+
+WRAPPER_FUNCTION = _ZAP + "sandboxkit_wrap() {\n" + _WRAPPER_BODY + 'return "$r"\n}\n'
+"""The wrapper as the shell function ``sandboxkit_wrap`` (same arguments), for a shell
+that runs many commands (:mod:`.loop`): called in the foreground it costs no fork of its
+own. It sets the wrapper's variables (m t n k p w r x s z c d more) in the caller."""
 
 KILL = _ZAP + 'zap "$1" "$2"\n'
 
@@ -131,9 +139,15 @@ def wrap_argv(argv: Sequence[str], nonce: str, *, timeout: float | None = None,
     """``argv`` under the wrapper: a watchdog kills it after ``ceil(timeout)`` seconds (None:
     never), and stdin is cut after ``stdin_length`` bytes when given (for exec protocols
     that cannot send EOF)."""
-    watchdog = math.ceil(timeout) if timeout is not None else 0
+    watchdog = watchdog_seconds(timeout)
     bound = "" if stdin_length is None else str(stdin_length)
     return ["/bin/sh", "-c", WRAPPER, "sandboxkit-exec", nonce, str(watchdog), bound, *argv]
+
+
+def watchdog_seconds(timeout: float | None) -> int:
+    """The in-sandbox watchdog's whole seconds for a client ``timeout`` (0: none): never
+    earlier than the client, which kills at ``timeout`` itself."""
+    return math.ceil(timeout) if timeout is not None else 0
 
 
 def kill_argv(kind: str, pid: int) -> list[str]:

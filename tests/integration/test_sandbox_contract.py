@@ -1,7 +1,8 @@
 """The Sandbox contract, written once and run against every backend.
 
 A new backend is one entry in ``BACKENDS`` (and a branch in ``make_sandbox`` if it needs
-other settings); kubernetes, docker (marker ``docker``, a real engine) and local run here.
+other settings); kubernetes, docker (marker ``docker``, a real engine) and local run here,
+the first two both through persistent exec sessions and with one exec per command.
 Nothing is mocked: commands really run, files really travel, and the Kubernetes tests read
 back what the cluster holds. The Kubernetes-only tests (the Job's fields, every
 typed startup failure) skip for other backends through the ``kubernetes_only`` fixture.
@@ -46,10 +47,14 @@ from sandboxkit.errors import (
 )
 from sandboxkit.manifests import ID_LABEL, OWNER_ANNOTATION, sandbox_selector
 
+# (backend, exec_session): the whole suite runs on Kubernetes and Docker both through
+# persistent exec sessions (the default) and with one exec per command; local has no exec.
 BACKENDS = [
-    "kubernetes",
-    pytest.param("docker", marks=pytest.mark.docker),
-    "local",
+    pytest.param(("kubernetes", True), id="kubernetes"),
+    pytest.param(("kubernetes", False), id="kubernetes-one-exec"),
+    pytest.param(("docker", True), id="docker", marks=pytest.mark.docker),
+    pytest.param(("docker", False), id="docker-one-exec", marks=pytest.mark.docker),
+    pytest.param(("local", True), id="local"),
 ]
 # IMAGE, SERVICE_ACCOUNT, STARTUP_TIMEOUT and SMALL come from sandbox_support: small
 # requests because torn-down pods hold theirs through the grace period, and the seed's
@@ -63,8 +68,14 @@ MakeSandbox = Callable[..., Sandbox]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def backend_mode(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    name, exec_session = request.param
+    return str(name), bool(exec_session)
+
+
+@pytest.fixture
+def backend(backend_mode: tuple[str, bool]) -> str:
+    return backend_mode[0]
 
 
 @pytest.fixture
@@ -82,16 +93,19 @@ def sandbox_namespace(namespace: str, api_client: Any) -> str:
 
 
 @pytest.fixture
-def make_sandbox(backend: str, request: pytest.FixtureRequest) -> Iterator[MakeSandbox]:
+def make_sandbox(backend_mode: tuple[str, bool],
+                 request: pytest.FixtureRequest) -> Iterator[MakeSandbox]:
     """A factory of unstarted sandboxes, each torn down afterwards.
 
     Teardown does not wait (the pod's grace period runs on while the next test starts): a
     Job being deleted is cleaned up, and the session-end check ignores only those. Only the
     backend's own fixtures are set up (a cluster for kubernetes, an engine for docker).
     """
+    backend, exec_session = backend_mode
     made: list[Sandbox] = []
     settings: dict[str, Any] = {"execution_backend": backend, "image": IMAGE,
-                                "startup_timeout": STARTUP_TIMEOUT, **SMALL}
+                                "startup_timeout": STARTUP_TIMEOUT,
+                                "exec_session": exec_session, **SMALL}
     if backend == "kubernetes":
         settings.update(kubeconfig=str(request.getfixturevalue("kubeconfig")),
                         namespace=request.getfixturevalue("sandbox_namespace"))

@@ -67,6 +67,18 @@ def test_environment_overrides_defaults() -> None:
     assert dict(config.env) == {"CI": "1"}
 
 
+def test_exec_session_is_on_by_default_and_off_from_the_environment() -> None:
+    assert SandboxConfig().exec_session is True
+    assert SandboxConfig.resolve(environ={}).exec_session is True
+    for text, expected in (("0", False), ("no", False), ("False", False), ("1", True)):
+        config = SandboxConfig.resolve(environ={"SANDBOXKIT_EXEC_SESSION": text})
+        assert config.exec_session is expected
+    with pytest.raises(ConfigError, match="SANDBOXKIT_EXEC_SESSION"):
+        SandboxConfig.resolve(environ={"SANDBOXKIT_EXEC_SESSION": "off"})
+    with pytest.raises(ConfigError, match="exec_session"):
+        SandboxConfig(exec_session="no")  # type: ignore[arg-type]
+
+
 def test_arguments_override_environment() -> None:
     environ = {"SANDBOXKIT_IMAGE": "busybox", "SANDBOXKIT_CPU_LIMIT": "2"}
     config = SandboxConfig.resolve(environ=environ, image="python:3.11", cpu_limit="3")

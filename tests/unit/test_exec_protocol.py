@@ -105,10 +105,10 @@ def test_text_callback_decodes_incrementally() -> None:
 
 
 def test_status_exit_codes() -> None:
-    assert ex._status_exit_code({"status": "Success"}) == 0
+    assert ex.status_exit_code({"status": "Success"}) == 0
     failure = {"status": "Failure", "reason": "NonZeroExitCode",
                "details": {"causes": [{"reason": "ExitCode", "message": "42"}]}}
-    assert ex._status_exit_code(failure) == 42
+    assert ex.status_exit_code(failure) == 42
 
 
 @pytest.mark.parametrize("status", [
@@ -120,12 +120,12 @@ def test_status_exit_codes() -> None:
 ])
 def test_unreadable_status_is_never_an_exit_code(status: dict[str, Any]) -> None:
     with pytest.raises(ExecProtocolError):
-        ex._status_exit_code(status)
+        ex.status_exit_code(status)
 
 
 def test_other_failures_are_exec_errors() -> None:
     with pytest.raises(ExecError) as caught:
-        ex._status_exit_code({"status": "Failure", "reason": "InternalError", "code": 500,
+        ex.status_exit_code({"status": "Failure", "reason": "InternalError", "code": 500,
                               "message": "container not running"})
     assert (caught.value.reason, caught.value.code) == ("InternalError", 500)
     assert "container not running" in str(caught.value)

@@ -10,6 +10,9 @@ one ``exec inspect`` reports, never one inferred from the stream. Once both end 
 in, the session waits :data:`END_WAIT` for the daemon to close the stream, which it does
 only once no background child holds the pipes.
 
+With ``exec_session`` on, commands without stdin go through persistent sessions instead
+(:mod:`.sessions`, :mod:`..pool`), which read the same stream through :class:`DockerFrames`.
+
 A reader thread does the blocking reads (through the HTTP response's buffer, which may
 already hold the first frames) and a writer thread the stdin; the calling thread only waits
 on their queue, so a deadline or Ctrl-C is always honoured.
@@ -34,7 +37,7 @@ from ..stdin import STDIN_CHUNK, StdinData, StdinSource
 from ..wrapper import OutputCallback, OutputStream, kill_argv, marker_tag, new_nonce, wrap_argv
 from .client import docker_errors
 
-__all__ = ["END_WAIT", "kill_process_group", "run_exec"]
+__all__ = ["END_WAIT", "DockerFrames", "kill_process_group", "run_exec"]
 
 END_WAIT = 3.0
 """After both end markers, seconds to wait for the daemon to close the stream."""
@@ -64,7 +67,7 @@ def run_exec(
     try:
         exec_id = api.exec_create(container, wrap_argv(argv, nonce, timeout=timeout),
                                   stdin=source is not None)["Id"]
-        frames = _DockerFrames(api.exec_start(exec_id, socket=True), source)
+        frames = DockerFrames(api.exec_start(exec_id, socket=True), source)
         try:
             session = ExecSession(
                 frames, stdout, stderr, lambda: _exit_code(api, exec_id),
@@ -101,7 +104,7 @@ def _exit_code(api: Any, exec_id: str) -> int | None:
     return int(code)
 
 
-class _DockerFrames:
+class DockerFrames:
     """The engine's frame source on a hijacked exec connection (see the module docstring).
     A read error ends the stream like an end of file: whether the command finished is then
     for ``exec inspect`` and the end markers to say."""

@@ -46,10 +46,12 @@ from ...manifests import (
 )
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
+from ..pool import SessionLost, SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .client import docker, docker_client, docker_errors
 from .exec import run_exec
+from .sessions import session_pool
 from .status import (
     container_events,
     container_status,
@@ -73,7 +75,9 @@ class DockerSandbox(ArgvSandbox):
 
     ``config`` is a base :class:`SandboxConfig`; keyword ``overrides`` set any of its fields.
     ``client`` reuses a configured ``docker.DockerClient``. Thread-safe: commands may run
-    from several threads at once, each exec on its own connection.
+    from several threads at once, each on an exec session of its own (:mod:`..pool`: one
+    per concurrently running command) or, with ``exec_session`` off and for calls with
+    stdin, on an exec of its own.
     """
 
     def __init__(self, image: str | None = None, *, config: SandboxConfig | None = None,
@@ -93,6 +97,7 @@ class DockerSandbox(ArgvSandbox):
         self._ready = False
         self._torn_down = False
         self._user = ""  # the container's user ("uid:gid" or a name; "" is the image's root)
+        self._sessions: SessionPool | None = None
         self._init_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -274,6 +279,9 @@ class DockerSandbox(ArgvSandbox):
             container, active = self._container, self._ready
             self._ready = False
             self._torn_down = True
+            sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            sessions.close()
         if active:
             metrics.record_stopped(self.config.execution_backend)
         if container is not None:
@@ -335,12 +343,22 @@ class DockerSandbox(ArgvSandbox):
         the command is killed, SandboxGone (with the reason, OOMKilled included) when the
         container went away."""
         container = self._running_container()
-        result = run_exec(
-            self.client.api, container, argv, stdin=stdin,
-            timeout=self._timeout_or_default(timeout), on_stdout=on_stdout,
-            on_stderr=on_stderr, stdout_sink=stdout_sink,
-            output_limit=self.config.output_limit if output_limit is None else output_limit,
-            command_text=command_text, explain=self._gone)
+        options: dict[str, Any] = {
+            "timeout": self._timeout_or_default(timeout), "on_stdout": on_stdout,
+            "on_stderr": on_stderr, "stdout_sink": stdout_sink, "command_text": command_text,
+            "output_limit": self.config.output_limit if output_limit is None else output_limit}
+        sessions = self._session_pool(container) if stdin is None else None
+        if sessions is None:
+            result = run_exec(self.client.api, container, argv, stdin=stdin,
+                              explain=self._gone, **options)
+        else:
+            try:
+                result = sessions.run(argv, **options)
+            except SessionLost as exc:  # the daemon may learn of a dying container later
+                gone = self._gone(exc.result, since=time.time() - exc.result.duration - 1)
+                if gone is None:
+                    raise
+                raise gone from exc
         if result.exit_code >= 128:
             # Killed by a signal: by the command itself, or because the container is going
             # away under it -- then the result is not the command's doing.
@@ -348,6 +366,17 @@ class DockerSandbox(ArgvSandbox):
             if gone is not None:
                 raise gone
         return result
+
+    def _session_pool(self, container: str) -> SessionPool | None:
+        """The pool of exec sessions into ``container`` (made on first use), or None when
+        ``exec_session`` is off."""
+        if not self.config.exec_session:
+            return None
+        api = self.client.api  # before _lock, which the client property takes
+        with self._lock:
+            if self._sessions is None and not self._torn_down:
+                self._sessions = session_pool(api, container, self._gone)
+            return self._sessions
 
     def _gone(self, result: CommandResult | None = None,
               since: float | None = None) -> SandboxGone | None:

@@ -83,7 +83,7 @@ from typing import IO, Any
 
 from ...errors import ExecError, ExecProtocolError
 from ...models import CommandResult
-from ..session import ExecSession, Kill, finish
+from ..session import ExecSession, Kill, check_call, finish
 from ..stdin import STDIN_CHUNK, StdinData, StdinSource
 from ..wrapper import (
     OutputCallback,
@@ -99,13 +99,16 @@ from .transport import handshake
 
 __all__ = [
     "CHANNEL_PROTOCOLS",
+    "CONNECT_TIMEOUT",
     "DEFAULT_OUTPUT_LIMIT",
     "STATUS_GRACE",
+    "ChannelFrames",
     "OutputCallback",
     "TextCallback",
     "channel_session",
     "kill_process_group",
     "run_exec",
+    "status_exit_code",
 ]
 
 V5_PROTOCOL = "v5.channel.k8s.io"
@@ -166,12 +169,7 @@ def run_exec(
     fallbacks).
     """
     argv = list(argv)
-    if not argv or not all(isinstance(arg, str) for arg in argv):
-        raise ValueError(f"argv must be a non-empty list of strings, got {argv!r}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if output_limit < 0:
-        raise ValueError(f"output_limit must be >= 0, got {output_limit!r}")
+    check_call(argv, timeout, output_limit)
     protocols = list(protocols)
     if not protocols or not set(protocols) <= set(CHANNEL_PROTOCOLS):
         raise ValueError(f"protocols must be a non-empty subset of {CHANNEL_PROTOCOLS}")
@@ -231,12 +229,12 @@ def channel_session(channel: FrameChannel, stdout: OutputStream, stderr: OutputS
                     stdin: StdinSource | None, kill: Kill | None) -> ExecSession:
     """The session engine over one channel-protocol stream: the Status is its exit code,
     the stream is over once the Status arrived, and :data:`STATUS_GRACE` is its grace."""
-    frames = _ChannelFrames(channel, stdin)
+    frames = ChannelFrames(channel, stdin)
     return ExecSession(frames, stdout, stderr, frames.exit_code, kill=kill,
                        grace=STATUS_GRACE)
 
 
-class _ChannelFrames:
+class ChannelFrames:
     """The engine's frame source on a :class:`FrameChannel`: stdin goes out as the socket
     takes it, stdout and stderr come in, the error channel is collected into the Status."""
 
@@ -278,10 +276,10 @@ class _ChannelFrames:
             self._channel.send(STDIN, chunk)
 
     def exit_code(self) -> int | None:
-        return None if self.status is None else _status_exit_code(self.status)
+        return None if self.status is None else status_exit_code(self.status)
 
 
-def _status_exit_code(status: dict[str, Any]) -> int:
+def status_exit_code(status: dict[str, Any]) -> int:
     """The exit code a v4/v5 Status reports; ExecError for any other failure."""
     state = status.get("status")
     if state == "Success":

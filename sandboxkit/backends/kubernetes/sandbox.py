@@ -36,6 +36,7 @@ from ...manifests import (
 )
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
+from ..pool import SessionLost, SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .api import (
@@ -51,6 +52,7 @@ from .claim import claim_idle
 from .client import Connection, connect
 from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
+from .sessions import session_pool
 from .status import list_statuses, newest_pod, sandbox_status
 
 if TYPE_CHECKING:
@@ -69,7 +71,10 @@ class KubernetesSandbox(ArgvSandbox):
     ``startup_timeout=60``, ``kubeconfig=...``). ``api_client`` reuses an already configured
     client's settings instead of resolving a kubeconfig.
 
-    Thread-safe: commands may run from several threads at once; each exec owns its stream.
+    Thread-safe: commands may run from several threads at once. With ``exec_session`` (the
+    default) each command runs on a persistent exec session of its own (:mod:`..pool`:
+    a small pool, one per concurrently running command); otherwise, and for calls with
+    stdin, each command is one exec that owns its stream.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class KubernetesSandbox(ArgvSandbox):
         self._conn: Connection | None = None
         self._job: JobRef | None = None
         self._pod: str | None = None
+        self._sessions: SessionPool | None = None
         self._torn_down = False
         # _init_lock serializes init() (which can take minutes); _lock guards quick state
         # changes only, so status() and teardown() from another thread (a widget, a Ctrl-C
@@ -172,18 +178,25 @@ class KubernetesSandbox(ArgvSandbox):
                 metrics.record_failed(config.execution_backend, exc)
                 self._after_failed_start(exc)
                 raise
-            self._became_ready(pod)
+            self._became_ready(pod, conn, namespace)
             metrics.record_started(config.execution_backend, time.monotonic() - started)
             return self
 
-    def _became_ready(self, pod: dict[str, Any]) -> None:
+    def _became_ready(self, pod: dict[str, Any], conn: Connection, namespace: str) -> None:
         """Commands go to ``pod`` from now on, unless teardown() from another thread won
         the race with init(): then SandboxGone."""
         with self._lock:
             if self._torn_down:
                 raise SandboxGone(f"sandbox {self._name} was torn down during init()",
                                   reason="TornDown")
-            self._pod = pod["metadata"]["name"]
+            self._set_pod(pod["metadata"]["name"], conn, namespace)
+
+    def _set_pod(self, pod: str, conn: Connection, namespace: str) -> None:
+        """Commands run in ``pod`` from now on; with a session pool into it if configured.
+        Takes the connection and namespace because it runs under ``_lock``."""
+        self._pod = pod
+        if self.config.exec_session:
+            self._sessions = session_pool(conn.api_client(), namespace, pod, CONTAINER_NAME)
 
     def _claim(self, conn: Connection, namespace: str,
                on_progress: ProgressCallback | None) -> bool:
@@ -223,7 +236,7 @@ class KubernetesSandbox(ArgvSandbox):
             except BaseException as exc:  # Ctrl-C: as a cold start's, never left half-taken
                 self._after_failed_start(exc)
                 raise
-            self._became_ready(pod)
+            self._became_ready(pod, conn, namespace)
             metrics.record_attached(self.config.execution_backend)
             return True
 
@@ -277,7 +290,7 @@ class KubernetesSandbox(ArgvSandbox):
             sandbox.config = dataclasses.replace(sandbox.config, image=image, namespace=ns)
         sandbox._job = JobRef.from_job(job)
         pod = wait_running(conn, sandbox._job, timeout=sandbox.config.startup_timeout)
-        sandbox._pod = pod["metadata"]["name"]
+        sandbox._set_pod(pod["metadata"]["name"], conn, ns)
         metrics.record_attached(sandbox.config.execution_backend)
         return sandbox
 
@@ -292,6 +305,9 @@ class KubernetesSandbox(ArgvSandbox):
             active = self._pod is not None  # counted once: a second teardown finds None
             self._pod = None
             self._torn_down = True
+            sessions, self._sessions = self._sessions, None
+        if sessions is not None:
+            sessions.close()
         if active:
             metrics.record_stopped(self.config.execution_backend)
         if job is None:
@@ -378,15 +394,19 @@ class KubernetesSandbox(ArgvSandbox):
         because the pod went away, the error is :class:`SandboxGone` with the reason.
         """
         pod = self._require_ready(self._pod)
-        limit = self.config.output_limit if output_limit is None else output_limit
+        options: dict[str, Any] = {
+            "timeout": self._timeout_or_default(timeout), "on_stdout": on_stdout,
+            "on_stderr": on_stderr, "stdout_sink": stdout_sink, "command_text": command_text,
+            "output_limit": self.config.output_limit if output_limit is None else output_limit}
+        sessions = self._sessions
         try:
-            result = run_exec(
-                self.connection.api_client(), self.namespace, pod, CONTAINER_NAME, argv,
-                stdin=stdin, timeout=self._timeout_or_default(timeout),
-                on_stdout=on_stdout, on_stderr=on_stderr, stdout_sink=stdout_sink,
-                output_limit=limit, command_text=command_text)
+            if sessions is not None and stdin is None:
+                result = sessions.run(argv, **options)
+            else:
+                result = run_exec(self.connection.api_client(), self.namespace, pod,
+                                  CONTAINER_NAME, argv, stdin=stdin, **options)
         except (ExecError, ExecProtocolError, SandboxGone, OSError) as exc:
-            gone = self._gone(pod)
+            gone = self._gone(pod, exc.result if isinstance(exc, SessionLost) else None)
             if gone is None:
                 raise
             raise gone from exc
@@ -464,6 +484,8 @@ class KubernetesSandbox(ArgvSandbox):
     def __del__(self) -> None:
         # Only the connection pools: deleting the Job is teardown()'s job, never a GC's.
         with contextlib.suppress(Exception):
+            if self._sessions is not None:
+                self._sessions.close()
             if self._conn is not None and self._api_client is None:
                 self._conn.close()
 
