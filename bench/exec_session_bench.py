@@ -7,7 +7,7 @@ a busybox pod idles in a fresh namespace (deleted at the end), as in exec_bench.
 each beside its baselines measured in the same run and as a ratio:
 
 * round trip of ``true`` (median, the contenders taking turns): a
-  :class:`~sandboxkit.backends.pool.SessionPool` (what ``run_command`` uses
+  :class:`~sandboxkit.backends.session_pool.SessionPool` (what ``run_command`` uses
   with ``exec_session=True``) vs :func:`run_exec` (one exec per command, the
   ``exec_session=False`` path) vs a minimal ``kubernetes.stream.stream`` call vs
   ``kubectl exec``;
@@ -30,7 +30,7 @@ from kubernetes.stream import stream
 
 from sandboxkit.backends.kubernetes.exec import DEFAULT_OUTPUT_LIMIT, run_exec
 from sandboxkit.backends.kubernetes.sessions import session_pool
-from sandboxkit.backends.pool import SessionPool
+from sandboxkit.backends.session_pool import SessionPool
 from sandboxkit.models import CommandResult
 
 

@@ -1,4 +1,4 @@
-"""Persistent exec sessions (sandboxkit.backends.pool, .kubernetes.sessions) on a live cluster.
+"""Persistent exec sessions (backends.session_pool, .kubernetes.sessions) on a live cluster.
 
 The contract suite already runs whole in both modes; these tests target what only sessions
 have: a session replaced when its stream dies, commands in flight when the pod goes,
@@ -21,7 +21,7 @@ from kubernetes import client
 from sandbox_support import MakeSandbox
 
 from sandboxkit import KubernetesSandbox
-from sandboxkit.backends.pool import MAX_IDLE
+from sandboxkit.backends.session_pool import MAX_IDLE
 from sandboxkit.errors import CommandTimeout, SandboxGone
 
 

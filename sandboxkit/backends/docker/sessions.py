@@ -18,7 +18,7 @@ from typing import Any
 from ...errors import SandboxGone
 from ...models import CommandResult
 from ..loop import loop_argv
-from ..pool import SessionPool
+from ..session_pool import SessionPool
 from ..wrapper import new_nonce
 from .exec import DockerFrames, kill_process_group, run_exec
 

@@ -36,7 +36,7 @@ from ...manifests import (
 )
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
-from ..pool import SessionLost, SessionPool
+from ..session_pool import SessionLost, SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .api import (

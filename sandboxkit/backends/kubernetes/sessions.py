@@ -14,7 +14,7 @@ from typing import Any
 
 from ...models import CommandResult
 from ..loop import loop_argv
-from ..pool import SessionPool
+from ..session_pool import SessionPool
 from ..wrapper import new_nonce
 from .exec import (
     CHANNEL_PROTOCOLS,

@@ -1,4 +1,4 @@
-"""The session pool (sandboxkit.backends.pool) over a local stand-in for an exec stream.
+"""The session pool (sandboxkit.backends.session_pool) over a local stand-in for an exec stream.
 
 Each session is the real loop in a local ``/bin/sh`` subprocess (its pipes play the exec
 stream), so reuse, replacement of a dead session, the one-exec fallback, a session lost
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from sandboxkit.backends.loop import loop_argv
-from sandboxkit.backends.pool import SessionLost, SessionPool
 from sandboxkit.backends.session import STDERR, STDOUT
+from sandboxkit.backends.session_pool import SessionLost, SessionPool
 from sandboxkit.backends.wrapper import new_nonce
 from sandboxkit.errors import CommandTimeout
 from sandboxkit.models import CommandResult
@@ -29,7 +29,7 @@ LIMIT = 1 << 20
 
 
 class LocalSession:
-    """A :class:`sandboxkit.backends.pool.Session` on a local loop process."""
+    """A :class:`sandboxkit.backends.session_pool.Session` on a local loop process."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
