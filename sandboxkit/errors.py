@@ -20,6 +20,7 @@
     ├── CommandFailed                check=True and the command exited non-zero
     ├── ExecError                    the server refused or failed the exec itself (its Status)
     └── ExecProtocolError            the exec stream ended without a readable status
+        └── SessionLost              an exec session ended under its command (output so far)
 
 A command that exits non-zero is a result, not an error, unless ``check=True``.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "SandboxNotFound",
     "SandboxStartupError",
     "ServiceAccountMissing",
+    "SessionLost",
     "StartupTimeout",
     "Throttled",
     "Unschedulable",
@@ -223,3 +225,13 @@ class ExecError(SandboxError):
 
 class ExecProtocolError(SandboxError):
     """The exec stream closed without a status we can trust; never read as exit code 0."""
+
+
+class SessionLost(ExecProtocolError):
+    """The persistent exec session ended while the command ran: its exit code is unknown;
+    ``result`` holds the output so far (exit code -1). Backends raise SandboxGone instead
+    when the pod or container went with it."""
+
+    def __init__(self, message: str, result: CommandResult) -> None:
+        super().__init__(message)
+        self.result = result

@@ -21,8 +21,9 @@ Failures
       call moves to a fresh session, or, when even a fresh one cannot run the loop (no
       ``/bin/sh``, no ``mkfifo``: :data:`~.loop.UNSUPPORTED`), to one exec per command,
       for good (:attr:`SessionPool.supported`).
-    * A session that ends while the command runs raises :class:`SessionLost` (an
-      ExecProtocolError carrying the output so far, exit code -1: never an invented one),
+    * A session that ends while the command runs raises
+      :class:`~sandboxkit.errors.SessionLost` (an ExecProtocolError carrying the output so
+      far, exit code -1: never an invented one),
       or the backend's own error for a failed exec (Kubernetes: ExecError) wrapped the
       same way; the sandbox turns it into SandboxGone when the container is gone.
     * After a timeout or an interrupt whose kill left the end markers unread, the session's
@@ -40,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Protocol
 
-from ..errors import ExecProtocolError, SandboxError
+from ..errors import ExecProtocolError, SandboxError, SessionLost
 from ..models import CommandResult
 from .loop import ACK, BeginFilter, encode_request
 from .session import (
@@ -55,7 +56,7 @@ from .session import (
 )
 from .wrapper import OutputCallback, OutputStream, marker_tag, new_nonce, watchdog_seconds
 
-__all__ = ["MAX_IDLE", "Session", "SessionLost", "SessionPool"]
+__all__ = ["MAX_IDLE", "Session", "SessionPool"]
 
 MAX_IDLE = 4
 """Sessions kept open between commands; more are opened while more commands run at once."""
@@ -87,15 +88,6 @@ class Session(Protocol):
 
 
 OpenSession = Callable[[], Session]
-
-
-class SessionLost(ExecProtocolError):
-    """The exec session ended while the command ran: its exit code is unknown; ``result``
-    holds the output so far (exit code -1)."""
-
-    def __init__(self, message: str, result: CommandResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class _NotStarted(Exception):

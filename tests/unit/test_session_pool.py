@@ -20,9 +20,9 @@ import pytest
 
 from sandboxkit.backends.loop import loop_argv
 from sandboxkit.backends.session import STDERR, STDOUT
-from sandboxkit.backends.session_pool import SessionLost, SessionPool
+from sandboxkit.backends.session_pool import SessionPool
 from sandboxkit.backends.wrapper import new_nonce
-from sandboxkit.errors import CommandTimeout
+from sandboxkit.errors import CommandTimeout, SessionLost
 from sandboxkit.models import CommandResult
 
 LIMIT = 1 << 20

@@ -36,6 +36,7 @@ from ...errors import (
     SandboxGone,
     SandboxNotFound,
     SandboxStartupError,
+    SessionLost,
 )
 from ...manifests import (
     ID_LABEL,
@@ -46,7 +47,7 @@ from ...manifests import (
 )
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
-from ..session_pool import SessionLost, SessionPool
+from ..session_pool import SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .client import docker, docker_client, docker_errors

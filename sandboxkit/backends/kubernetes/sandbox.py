@@ -26,6 +26,7 @@ from ...errors import (
     SandboxGone,
     SandboxNotFound,
     SandboxStartupError,
+    SessionLost,
 )
 from ...manifests import (
     CONTAINER_NAME,
@@ -36,7 +37,7 @@ from ...manifests import (
 )
 from ...models import CommandResult, SandboxStatus
 from ..base import ArgvSandbox, OutputCallback, ProgressCallback
-from ..session_pool import SessionLost, SessionPool
+from ..session_pool import SessionPool
 from ..stdin import StdinData
 from . import files as _files
 from .api import (
