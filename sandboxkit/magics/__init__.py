@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 from typing import Any
 
+from .completion import sandbox_matcher
 from .core import RESULT_VARIABLE, SandboxMagics
 
 __all__ = ["RESULT_VARIABLE", "SandboxMagics", "load_ipython_extension",
@@ -17,10 +18,13 @@ __all__ = ["RESULT_VARIABLE", "SandboxMagics", "load_ipython_extension",
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics (and their ``%config SandboxMagics`` defaults) in ``ipython``."""
+    """Register the magics (and their ``%config SandboxMagics`` defaults) in ``ipython``,
+    and Tab completion of their options and sandbox names."""
     magics = SandboxMagics(shell=ipython)  # joins shell.configurables, for %config
     ipython.register_magics(magics)
     atexit.register(magics.shutdown)
+    magics.matcher = sandbox_matcher(magics)  # found again by unload_ipython_extension
+    ipython.Completer.custom_matchers.append(magics.matcher)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -30,6 +34,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     atexit.unregister(magics.shutdown)
+    matcher = getattr(magics, "matcher", None)
+    if matcher in ipython.Completer.custom_matchers:
+        ipython.Completer.custom_matchers.remove(matcher)
     magics.shutdown()
     for kind, table in magics.magics.items():
         for name in table:
