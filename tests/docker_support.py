@@ -11,6 +11,7 @@ When neither works the tests skip with the reason; they never pass without an en
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -114,28 +115,35 @@ def _wait_ready(process: subprocess.Popen[str], log: object, log_path: Path) -> 
         raise EngineUnavailable(f"dockerd did not start:\n{tail}")
 
 
-def build_image(host: str) -> str:
-    """Import the busybox test image into the engine at ``host`` (once); return its name."""
+def build_image(host: str, image: str = IMAGE, *, omit: frozenset[str] = frozenset(),
+                scripts: dict[str, str] | None = None) -> str:
+    """Import a busybox image into the engine at ``host`` (once); return its name.
+
+    ``omit`` leaves those applets out (``{"timeout"}``: an image on which the sandbox's idle
+    command cannot start); ``scripts`` adds executable files, ``{"bin/timeout": "#!/bin/sh
+    ..."}``, in place of applets."""
     import docker
 
     client = docker.from_env(environment={**os.environ, "DOCKER_HOST": host})
     with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.get(IMAGE)
-        return IMAGE
+        client.images.get(image)
+        return image
     busybox = shutil.which("busybox")
     if busybox is None:
         raise EngineUnavailable("busybox is needed to build the test image "
                                 "(apt-get install busybox)")
     with tempfile.TemporaryFile() as archive:
-        _busybox_rootfs(Path(busybox).resolve(), archive)
+        _busybox_rootfs(Path(busybox).resolve(), archive, omit, scripts or {})
         archive.seek(0)
-        repository, tag = IMAGE.rsplit(":", 1)
+        repository, tag = image.rsplit(":", 1)
         client.api.import_image_from_data(archive.read(), repository=repository, tag=tag)
-    return IMAGE
+    return image
 
 
-def _busybox_rootfs(busybox: Path, archive: object) -> None:
-    """A root filesystem: /bin/busybox, its libraries, /bin/<applet> links, /tmp."""
+def _busybox_rootfs(busybox: Path, archive: object, omit: frozenset[str],
+                    scripts: dict[str, str]) -> None:
+    """A root filesystem: /bin/busybox, its libraries, /bin/<applet> links but ``omit``'s,
+    ``scripts`` (path to text, mode 0755), /tmp."""
     applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True,
                              check=True).stdout.split()
     linked = subprocess.run(["ldd", str(busybox)], capture_output=True, text=True,
@@ -149,8 +157,13 @@ def _busybox_rootfs(busybox: Path, archive: object) -> None:
         tar.add(str(busybox), arcname="bin/busybox")
         for library in libraries:
             tar.add(str(Path(library).resolve()), arcname=library.lstrip("/"))
+        for path, text in scripts.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
         for applet in applets:
-            if applet != "busybox":
+            if applet != "busybox" and applet not in omit and f"bin/{applet}" not in scripts:
                 info = tarfile.TarInfo(f"bin/{applet}")
                 info.type, info.linkname = tarfile.SYMTYPE, "busybox"
                 tar.addfile(info)

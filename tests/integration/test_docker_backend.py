@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 import pytest
-from docker_support import IMAGE
+from docker_support import IMAGE, build_image
 from sandbox_support import SMALL
 
 from sandboxkit import create_sandbox
@@ -27,6 +27,7 @@ from sandboxkit.errors import (
     SandboxError,
     SandboxGone,
     SandboxNotFound,
+    SandboxStartupError,
 )
 from sandboxkit.manifests import ID_LABEL
 
@@ -110,6 +111,36 @@ def test_invalid_image_name(make: MakeSandbox) -> None:
     with pytest.raises(ImagePullError) as caught:
         make(image="UPPER/Case:Image").init()
     assert caught.value.reason == "InvalidImageName"
+
+
+@pytest.mark.parametrize(("image", "build", "names"), [
+    ("sandboxkit-test/no-timeout:1", {"omit": frozenset({"timeout"})}, "`timeout`"),
+    ("sandboxkit-test/no-tail:1", {"omit": frozenset({"tail"})}, "`tail`"),
+    ("sandboxkit-test/no-sh:1", {"omit": frozenset({"sh"})}, "`/bin/sh`"),
+    ("sandboxkit-test/failing:1",
+     {"scripts": {"bin/timeout": "#!/bin/sh\necho 'licence server unreachable' >&2\nexit 3\n"}},
+     "exit code 3): licence server unreachable"),
+])
+def test_a_container_that_dies_at_start_says_why(
+        make: MakeSandbox, engine: docker.DockerClient, docker_host: str, image: str,
+        build: dict[str, Any], names: str) -> None:
+    build_image(docker_host, image, **build)
+    sandbox = make(image=image)
+    with pytest.raises(SandboxStartupError) as caught:
+        sandbox.init()
+    message = str(caught.value)
+    assert names in message, message
+    assert "docker logs" not in message
+    assert _containers(engine, sandbox.name) == []  # removed, by the daemon or by us
+
+
+def test_keep_on_failure_keeps_a_container_that_cannot_run_commands(
+        make: MakeSandbox, engine: docker.DockerClient, docker_host: str) -> None:
+    image = build_image(docker_host, "sandboxkit-test/no-sh:1", omit=frozenset({"sh"}))
+    sandbox = make(image=image, keep_on_failure=True)
+    with pytest.raises(SandboxStartupError, match="/bin/sh"):
+        sandbox.init()
+    assert [c.status for c in _containers(engine, sandbox.name)] == ["running"]
 
 
 def test_unreachable_daemon_names_docker_host(monkeypatch: pytest.MonkeyPatch,

@@ -53,6 +53,7 @@ from . import files as _files
 from .client import docker, docker_client, docker_errors
 from .exec import run_exec
 from .sessions import session_pool
+from .startup import StartWatch, missing_program, start_failure
 from .status import (
     container_events,
     container_status,
@@ -193,25 +194,62 @@ class DockerSandbox(ArgvSandbox):
         return client.containers.create(config.image, **options)
 
     def _start(self, container: Any) -> None:
+        """Start the container and see it live, or raise SandboxStartupError saying why.
+
+        A container that dies at once is removed by the daemon (``auto_remove``), so its
+        exit code and output are captured by a :class:`StartWatch` registered before the
+        start (see :mod:`.startup` for why that is race-free). A probe command (``/bin/sh
+        -c :``, which every command needs) then shows it alive; it takes the round trips a
+        failing ``timeout`` or ``tail`` needs to have died, so a refused probe, a stopped
+        state or a removed container all mean it did.
+        """
+        api = self.client.api
+        watch = StartWatch(api, container.id)
         try:
-            container.start()
+            try:
+                container.start()
+            except docker_errors.APIError as exc:
+                raise self._startup_error(str(exc.explanation or exc)) from exc
+            probe = self._probe(container.id)
+            try:
+                container.reload()
+                running = container.status == "running"
+            except docker_errors.NotFound:
+                running = False
+            if not running:
+                code, output = watch.outcome()
+                raise self._startup_error(output, code)
+            if probe is not None:
+                raise SandboxStartupError(
+                    f"container {self._name} runs but cannot run commands: {probe}",
+                    sandbox=self._name, reason="StartError")
+            self._user = container.attrs["Config"].get("User") or ""
+        finally:
+            watch.close()
+
+    def _startup_error(self, text: str, exit_code: int | None = None) -> SandboxStartupError:
+        return SandboxStartupError(start_failure(self._name, self.config.image, text, exit_code),
+                                   sandbox=self._name, reason="StartError")
+
+    def _probe(self, container: str) -> str | None:
+        """Run ``/bin/sh -c :`` in the new container: None when it worked, else what the
+        image lacks as an error text. A container that is not running (it died) also gives
+        None: the caller tells that from its state."""
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(container, ["/bin/sh", "-c", ":"])["Id"]
+            output = api.exec_start(exec_id).decode("utf-8", "replace")
+            code = api.exec_inspect(exec_id).get("ExitCode")
         except docker_errors.APIError as exc:
-            explanation = str(exc.explanation or exc)
-            hint = ""
-            if '"timeout"' in explanation:
-                hint = (" The Docker backend runs `timeout ACTIVE_DEADLINE tail -f /dev/null` "
-                        "to bound the container's life; use an image with coreutils or "
-                        "busybox.")
-            raise SandboxStartupError(
-                f"container {self._name} did not start: {explanation}.{hint}",
-                sandbox=self._name, reason="StartError") from exc
-        container.reload()
-        self._user = container.attrs["Config"].get("User") or ""
-        if container.status != "running":
-            raise SandboxStartupError(
-                f"container {self._name} stopped right after starting (state "
-                f"{container.status}); `docker logs {self._name}` may say why",
-                sandbox=self._name, reason="StartError")
+            output, code = str(exc.explanation or exc), None
+            if exc.status_code in (404, 409):  # gone or not running: it died
+                return None
+        if code == 0:
+            return None
+        if missing_program(output, code) == "/bin/sh":
+            return (f"image {self.config.image} has no `/bin/sh` ({output.strip()}); every "
+                    "command runs through it: use an image with a shell (busybox has one)")
+        return f"`/bin/sh -c :` failed (exit code {code}): {output.strip()}"
 
     def _after_failed_start(self, exc: BaseException) -> None:
         if self.config.keep_on_failure:
