@@ -138,9 +138,20 @@ def test_keep_on_failure_keeps_a_container_that_cannot_run_commands(
         make: MakeSandbox, engine: docker.DockerClient, docker_host: str) -> None:
     image = build_image(docker_host, "sandboxkit-test/no-sh:1", omit=frozenset({"sh"}))
     sandbox = make(image=image, keep_on_failure=True)
-    with pytest.raises(SandboxStartupError, match="/bin/sh"):
+    with pytest.raises(SandboxStartupError, match="/bin/sh") as caught:
         sandbox.init()
     assert [c.status for c in _containers(engine, sandbox.name)] == ["running"]
+    assert "kept for debugging" in "".join(caught.value.__notes__)
+
+
+def test_keep_on_failure_says_an_exited_container_is_gone(
+        make: MakeSandbox, engine: docker.DockerClient, docker_host: str) -> None:
+    image = build_image(docker_host, "sandboxkit-test/no-timeout:1",
+                        omit=frozenset({"timeout"}))
+    sandbox = make(image=image, keep_on_failure=True)
+    with pytest.raises(SandboxStartupError, match="`timeout`") as caught:
+        sandbox.init()
+    assert "cannot keep it" in "".join(caught.value.__notes__)
 
 
 def test_unreachable_daemon_names_docker_host(monkeypatch: pytest.MonkeyPatch,

@@ -252,7 +252,18 @@ class DockerSandbox(ArgvSandbox):
         return f"`/bin/sh -c :` failed (exit code {code}): {output.strip()}"
 
     def _after_failed_start(self, exc: BaseException) -> None:
+        """Remove the container, or with ``keep_on_failure`` say where it is -- unless it
+        exited, when the daemon has removed it (``auto_remove``) and there is nothing left
+        to keep: the error already quotes its exit code and output."""
         if self.config.keep_on_failure:
+            try:
+                self.client.api.inspect_container(self._container)
+            except docker_errors.NotFound:
+                exc.add_note(f"container {self._name} exited and the daemon removed it "
+                             "(auto_remove): keep_on_failure cannot keep it")
+                return
+            except Exception:  # the startup failure is the error to report
+                pass
             exc.add_note(f"kept for debugging (keep_on_failure): docker inspect {self._name}; "
                          "delete it with teardown()")
             return

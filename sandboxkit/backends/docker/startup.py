@@ -3,9 +3,9 @@
 The container is created with ``auto_remove``, so the daemon deletes it -- output, exit code
 and all -- the moment it exits: ``docker logs NAME`` afterwards finds nothing, and inspecting
 it races the removal. :class:`StartWatch` therefore registers, before the container starts,
-the two things ``docker run --rm`` registers: a wait for its next exit (the daemon answers
-the request's headers once the waiter is in place, and the body, the exit code, when the
-container exits, removed or not) and an attach to its stdout and stderr (wired to the
+the two things ``docker run --rm`` registers: a wait for its removal (the daemon answers
+the request's headers once the waiter is in place, and the body, the exit code, once the
+exited container is removed) and an attach to its stdout and stderr (wired to the
 container's streams before the daemon answers the upgrade). Nothing the container says or
 returns can then be lost, whenever it dies. :func:`start_failure` turns what was captured
 into the cause: an image without ``timeout`` or ``tail`` (the idle command is ``timeout
@@ -21,11 +21,14 @@ from typing import Any
 
 from .exec import DockerFrames
 
-__all__ = ["OUTPUT_LIMIT", "StartWatch", "missing_program", "start_failure"]
+__all__ = ["EXIT_WAIT", "OUTPUT_LIMIT", "StartWatch", "missing_program", "start_failure"]
 
 OUTPUT_LIMIT = 2000
 """Characters of the container's output a startup error quotes (its end, where the error
 is)."""
+
+EXIT_WAIT = 30.0
+"""Seconds to wait for an exited container's removal (and so its exit code)."""
 
 _NOT_FOUND = re.compile(r"not found|no such file or directory|can't execute|failed to run",
                         re.IGNORECASE)
@@ -76,9 +79,13 @@ class StartWatch:
 
     def __init__(self, api: Any, container: str) -> None:
         # docker-py's wait() reads the whole answer; the streamed POST returns at the
-        # headers, which the daemon sends only once the waiter is registered.
+        # headers, which the daemon sends only once the waiter is registered. "removed"
+        # (what `docker run --rm` waits for) answers once the daemon has removed the
+        # exited container, so nothing of it is left to race with afterwards; the read
+        # timeout bounds that wait should the removal hang.
         self._wait = api._post(api._url("/containers/{0}/wait", container),
-                               params={"condition": "next-exit"}, stream=True, timeout=None)
+                               params={"condition": "removed"}, stream=True,
+                               timeout=EXIT_WAIT)
         try:
             api._raise_for_status(self._wait)
             self._frames = DockerFrames(
@@ -89,8 +96,9 @@ class StartWatch:
             raise
 
     def outcome(self, timeout: float = 10.0) -> tuple[int | None, str]:
-        """``(exit code, output)`` once the container has exited; the code is None and the
-        output what came so far if it does not end within ``timeout`` seconds."""
+        """``(exit code, output)`` once the container has exited and been removed; the code
+        is None and the output what came so far if it does not end within ``timeout``
+        seconds."""
         deadline = time.monotonic() + timeout
         chunks: list[bytes] = []
         while not self._frames.closed and time.monotonic() < deadline:
