@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.completer import provisionalcompleter
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from kubernetes import client
@@ -247,6 +248,10 @@ def test_unload_deletes_unkept_sandboxes_and_attach_takes_a_kept_one_over(
 
     shell.run_line_magic("load_ext", "sandboxkit")
     shell.run_line_magic("config", f"SandboxMagics.namespace = {namespace!r}")
+    with provisionalcompleter():  # Tab offers the namespace's sandbox Jobs to attach
+        offered = [c.text for c in shell.Completer.completions("%sandbox_attach k", 17)
+                   if "match_sandbox_magic" in c._origin]
+    assert offered == ["kept"]
     shell.run_line_magic("sandbox_attach", "kept")
     assert shell.run_line_magic("sandbox_exec", "echo back").stdout == "back\n"
     shell.run_line_magic("sandbox_down", "")
