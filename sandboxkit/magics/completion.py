@@ -12,7 +12,9 @@ every Tab press, so any error there yields no candidates rather than a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,7 +25,10 @@ from IPython.core.completer import (
     context_matcher,
 )
 
-__all__ = ["complete_line", "magic_parsers", "sandbox_matcher"]
+__all__ = ["LIST_TIMEOUT", "complete_line", "magic_parsers", "sandbox_matcher"]
+
+LIST_TIMEOUT = 3.0
+"""Seconds a backend may take to list the sandboxes ``%sandbox_attach`` could take over."""
 
 _SANDBOX_OPTIONS = ("-s", "--sandbox")
 _NEW_NAME = {"sandbox_up"}  # NAME is a name to create: nothing to complete
@@ -120,6 +125,22 @@ def _option_value(words: list[str], *options: str) -> str | None:
     return value
 
 
+def _within(seconds: float, call: Callable[..., list[Any]], *args: Any) -> list[Any]:
+    """``call(*args)``, or ``[]`` when it fails or takes longer than ``seconds``: a cluster
+    that does not answer must not freeze the editor. A late call goes on in its daemon
+    thread and its answer is dropped."""
+    answer: list[list[Any]] = []
+
+    def work() -> None:
+        with contextlib.suppress(Exception):  # completion offers nothing instead
+            answer.append(call(*args))
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return answer[0] if answer else []
+
+
 def sandbox_matcher(magics: Any) -> Callable[[CompletionContext], SimpleMatcherResult]:
     """An IPython (Matcher API v2) matcher completing ``magics``' lines.
 
@@ -138,8 +159,8 @@ def sandbox_matcher(magics: Any) -> Callable[[CompletionContext], SimpleMatcherR
         config = magics.sandbox_config(
             namespace=_option_value(words, "-n", "--namespace"),
             execution_backend=_option_value(words, "--backend"))
-        statuses = backend_class(config.execution_backend).list_sandboxes(config)
-        return [status.name for status in statuses]
+        listing = backend_class(config.execution_backend).list_sandboxes
+        return [status.name for status in _within(LIST_TIMEOUT, listing, config)]
 
     @context_matcher()
     def match_sandbox_magic(context: CompletionContext) -> SimpleMatcherResult:
@@ -150,7 +171,8 @@ def sandbox_matcher(magics: Any) -> Callable[[CompletionContext], SimpleMatcherR
         except Exception:
             fragment, names = "", []
         return SimpleMatcherResult(
-            completions=[SimpleCompletion(name, type="sandbox") for name in names],
+            completions=[SimpleCompletion(name, type="option" if name[:1] == "-" else "sandbox")
+                         for name in names],
             matched_fragment=fragment, suppress=bool(names))
 
     return match_sandbox_magic

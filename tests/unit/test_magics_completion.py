@@ -4,6 +4,8 @@ after ``%unload_ext``."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -141,6 +143,27 @@ def test_attach_lists_the_backend_s_sandboxes_and_swallows_errors(
     assert sorted(_completions(shell, "%sandbox_attach --backend local l")) == [
         "lab", "left-over"]  # IPython sorts them
     assert [config.execution_backend for config in configs] == ["local", "local"]
+
+
+def test_a_backend_that_does_not_answer_gives_no_names_in_time(
+        shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandboxkit.backends.local import LocalSandbox
+    from sandboxkit.magics import completion
+
+    release = threading.Event()
+
+    def hanging(cls: type, config: Any = None) -> list[Any]:
+        release.wait(30)
+        return [SimpleNamespace(name="late")]
+
+    monkeypatch.setattr(completion, "LIST_TIMEOUT", 0.2)
+    monkeypatch.setattr(LocalSandbox, "list_sandboxes", classmethod(hanging))
+    started = time.monotonic()
+    try:
+        assert _completions(shell, "%sandbox_attach --backend local ") == []
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
 
 
 def test_unload_removes_the_matcher(offline: Path) -> None:
