@@ -29,6 +29,7 @@ from traitlets import Float, TraitError, Unicode, validate
 
 from ..backends.base import Sandbox
 from ..backends.kubernetes.client import Connection, connect
+from ..backends.sync import Diff, SyncReport
 from ..backends.wrapper import TextCallback
 from ..config import SandboxConfig, validate_timeout
 from ..errors import (
@@ -438,6 +439,46 @@ class SandboxMagics(Magics):
             raise UsageError(f"no such file or directory in sandbox {sandbox.name}: "
                              f"{remote}") from None
         print(f"downloaded {sandbox.name}:{remote} to {local}")
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @_sandbox_argument()
+    @argument("local", help="local directory")
+    @argument("remote", help="directory in the sandbox it is mirrored to")
+    @argument("--delete", action="store_true", help="remove remote files deleted locally")
+    @argument("--exclude", action="append", metavar="PAT", default=[],
+              help=".gitignore-style pattern not to sync (repeat)")
+    def sandbox_sync(self, line: str) -> SyncReport:
+        """Send only the files of a local tree that changed (manifest computed in the
+        sandbox), in one upload; print and return what changed."""
+        args = _arguments(self.sandbox_sync, line)
+        local, remote = unquote(args.local), unquote(args.remote)
+        sandbox = self.registry.get(args.sandbox)
+        try:
+            report = sandbox.sync(local, remote, delete=args.delete,
+                                  exclude=[unquote(p) for p in args.exclude])
+        except FileNotFoundError:
+            raise UsageError(f"no such local directory: {local}") from None
+        print(f"synced {local} to {sandbox.name}:{remote}: {report}")
+        return report
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @_sandbox_argument()
+    @argument("path", nargs="?", default="/workspace", help="tree in the sandbox")
+    @argument("--stat", action="store_true", help="print the summary only")
+    def sandbox_diff(self, line: str) -> Diff | None:
+        """The tree's changes (git diff HEAD and untracked files in a checkout, else since
+        the last sync), shown coloured; ``--stat`` prints the summary only."""
+        args = _arguments(self.sandbox_diff, line)
+        sandbox = self.registry.get(args.sandbox)
+        found = sandbox.diff(unquote(args.path))
+        if args.stat:
+            print(found.summary)
+            return None
+        return found
 
     @cell_magic
     @_user_facing
