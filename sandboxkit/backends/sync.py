@@ -19,7 +19,8 @@ neither sent nor, with ``delete=True``, removed. Empty directories are not synce
 
 Baseline for :func:`diff` outside git: after each sync the synced files are copied, on the
 sandbox side, to ``${TMPDIR:-/tmp}/sandboxkit-baseline/<absolute remote path>``; the diff
-is ``diff -ruN`` of that copy against the tree. In a git checkout the diff is ``git diff
+is ``diff -ruN`` of that copy against the tree (GNU diff compares symlinks as links;
+busybox diff follows them). In a git checkout the diff is ``git diff
 HEAD`` (staged and unstaged) plus the untracked files, listed.
 """
 
@@ -83,8 +84,11 @@ d=$(pwd -P); b=""" + _BASELINE + r"""
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 ln -s "$b" "$t/a" && ln -s "$d" "$t/b" && cd "$t" || exit 1
-diff --no-dereference -ruN a/ b/ 2>/dev/null
-[ $? -gt 1 ] && { diff -ruN a/ b/; [ $? -gt 1 ] && exit 1; }
+# GNU diff compares symlinks as links with --no-dereference; busybox has no such option.
+nd=--no-dereference
+diff $nd /dev/null /dev/null 2>/dev/null || nd=
+diff $nd -ruN a/ b/
+[ $? -gt 1 ] && exit 1
 exit 0
 """
 _FULL_COPY_ABOVE = 64
@@ -310,11 +314,16 @@ def parse_summary(text: str) -> tuple[DiffSummary, tuple[str, ...]]:
     """The summary of a unified diff, and the untracked files listed after it."""
     files = added = removed = 0
     untracked: list[str] = []
+    in_header = False  # after a "diff " line (git, GNU diff), before its hunks
     for line in text.splitlines():
         if line.startswith("untracked: "):
             untracked.append(line[len("untracked: "):])
         elif line.startswith("diff "):
             files += 1
+            in_header = True
+        elif line.startswith("+++ "):
+            files += 0 if in_header else 1  # busybox diff prints no "diff " line
+            in_header = False
         elif line.startswith("+") and not line.startswith("+++ "):
             added += 1
         elif line.startswith("-") and not line.startswith("--- "):
