@@ -117,7 +117,8 @@ def _user_facing(magic: _Magic) -> _Magic:
     return wrapper  # type: ignore[return-value]
 
 
-def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+def _arguments(magic: Callable[..., Any], line: str,
+               after_name: str | None = None) -> argparse.Namespace:
     """``magic``'s arguments parsed from ``line``, the one place every magic parses them.
 
     IPython splits the line with shlex, whose ValueError for an unterminated quote or a
@@ -132,6 +133,11 @@ def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
     missing = [name for name, value in vars(args).items() if value == []]
     if missing:
         raise UsageError(f"argument {missing[0]}: expected one argument")
+    if after_name and args.sandbox is not None and getattr(args, after_name) is None:
+        # ``%sandbox_diff -s web PATH``: with -s naming the sandbox, a lone positional is
+        # the optional one after NAME (``after_name``), not a second sandbox name.
+        setattr(args, after_name, args.name)
+        args.name = None
     if "sandbox" in vars(args) and "name" in vars(args):  # see _sandbox_argument
         if args.name is not None and args.sandbox not in (None, args.name):
             raise UsageError(f"two sandboxes named: {args.name!r} and -s {args.sandbox!r}; "
@@ -447,7 +453,7 @@ class SandboxMagics(Magics):
     @argument("local", help="local directory")
     @argument("remote", help="directory in the sandbox it is mirrored to")
     @argument("--delete", action="store_true", help="remove remote files deleted locally")
-    @argument("--exclude", action="append", metavar="PAT", default=[],
+    @argument("--exclude", action="append", metavar="PAT",
               help=".gitignore-style pattern not to sync (repeat)")
     def sandbox_sync(self, line: str) -> SyncReport:
         """Send only the files of a local tree that changed (manifest computed in the
@@ -457,7 +463,7 @@ class SandboxMagics(Magics):
         sandbox = self.registry.get(args.sandbox)
         try:
             report = sandbox.sync(local, remote, delete=args.delete,
-                                  exclude=[unquote(p) for p in args.exclude])
+                                  exclude=[unquote(p) for p in args.exclude or ()])
         except FileNotFoundError:
             raise UsageError(f"no such local directory: {local}") from None
         print(f"synced {local} to {sandbox.name}:{remote}: {report}")
@@ -467,14 +473,17 @@ class SandboxMagics(Magics):
     @_user_facing
     @magic_arguments()
     @_sandbox_argument()
-    @argument("path", nargs="?", default="/workspace", help="tree in the sandbox")
+    @argument("path", nargs="?", help="tree in the sandbox (default: /workspace)")
     @argument("--stat", action="store_true", help="print the summary only")
     def sandbox_diff(self, line: str) -> Diff | None:
         """The tree's changes (git diff HEAD and untracked files in a checkout, else since
         the last sync), shown coloured; ``--stat`` prints the summary only."""
-        args = _arguments(self.sandbox_diff, line)
+        args = _arguments(self.sandbox_diff, line, after_name="path")
+        path = args.path
+        if path is None and args.name is not None and args.name not in self.registry:
+            path, args.sandbox = args.name, None  # one word, no sandbox of that name: a path
         sandbox = self.registry.get(args.sandbox)
-        found = sandbox.diff(unquote(args.path))
+        found = sandbox.diff(unquote(path or "/workspace"))
         if args.stat:
             print(found.summary)
             return None
