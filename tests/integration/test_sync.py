@@ -11,17 +11,14 @@ import os
 from pathlib import Path
 
 import pytest
-from test_sandbox_contract import (  # noqa: F401  (fixtures)
-    backend,
-    backend_mode,
-    make_sandbox,
-    sandbox,
-    sandbox_namespace,
-    scratch,
-)
+import test_sandbox_contract as contract
 
 from sandboxkit import attach_sandbox
 from sandboxkit.backends.base import Sandbox
+
+# The contract suite's fixtures, so these tests run on each of its backends.
+backend_mode, backend, make_sandbox = contract.backend_mode, contract.backend, contract.make_sandbox
+sandbox, scratch, sandbox_namespace = contract.sandbox, contract.scratch, contract.sandbox_namespace
 
 BINARY = bytes(range(256)) * 4
 
