@@ -321,6 +321,8 @@ def parse_summary(text: str) -> tuple[DiffSummary, tuple[str, ...]]:
         elif line.startswith("diff "):
             files += 1
             in_header = True
+        elif line.startswith("Binary files ") and not in_header:
+            files += 1  # diff(1) says only this of a changed binary file
         elif line.startswith("+++ "):
             files += 0 if in_header else 1  # busybox diff prints no "diff " line
             in_header = False
@@ -356,8 +358,8 @@ class Diff:
                   "d": "font-weight:bold", "u": "color:#9a6700"}
         rows = []
         for line in self.text.splitlines():
-            key = ("d" if line.startswith(("diff ", "+++ ", "--- ", "index ")) else
-                   "u" if line.startswith("untracked: ") else line[:1])
+            header = line.startswith(("diff ", "+++ ", "--- ", "index ", "Binary files "))
+            key = "d" if header else "u" if line.startswith("untracked: ") else line[:1]
             style = styles.get(key, "")
             rows.append(f'<span style="{style}">{html.escape(line)}</span>' if style
                         else html.escape(line))

@@ -120,3 +120,10 @@ TAG = re.compile(r"<(/?)(div|pre|span|b)( style=\"[^\"<>]*\"| class=\"[^\"<>]*\"
 def test_any_text_renders_without_an_unescaped_angle_bracket(text: str) -> None:
     rendered = TAG.sub("", Diff.from_text(text, text)._repr_html_())
     assert "<" not in rendered and ">" not in rendered
+
+
+def test_a_changed_binary_file_counts_once() -> None:
+    text = "Binary files a/x.bin and b/x.bin differ\n" + DIFF
+    assert parse_summary(text)[0].files == 3
+    git = "diff --git a/x.bin b/x.bin\nindex 1..2 100644\nBinary files a/x.bin and b/x.bin differ\n"
+    assert parse_summary(git)[0].files == 1
