@@ -159,6 +159,17 @@ def _sandbox_argument(text: str = _NAME_HELP) -> Callable[[_Magic], _Magic]:
     return decorate
 
 
+def _local_to_remote(local_help: str, remote_help: str) -> Callable[[_Magic], _Magic]:
+    """``[NAME] LOCAL REMOTE``, the arguments of the magics that send a local path into a
+    sandbox (``%sandbox_upload``, ``%sandbox_sync``)."""
+
+    def decorate(magic: _Magic) -> _Magic:
+        paths = argument("local", help=local_help)(argument("remote", help=remote_help)(magic))
+        return _sandbox_argument()(paths)
+
+    return decorate
+
+
 def _writer(stream: TextIO) -> TextCallback:
     """Output chunks to ``stream`` as they arrive (flushed, so the cell shows them now)."""
 
@@ -414,9 +425,8 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @_sandbox_argument()
-    @argument("local", help="local file or directory")
-    @argument("remote", help="path it becomes in the sandbox (ending in /: a directory)")
+    @_local_to_remote("local file or directory",
+                      "path it becomes in the sandbox (ending in /: a directory)")
     def sandbox_upload(self, line: str) -> None:
         """Copy a local file or directory tree into the sandbox."""
         args = _arguments(self.sandbox_upload, line)
@@ -449,9 +459,7 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @_sandbox_argument()
-    @argument("local", help="local directory")
-    @argument("remote", help="directory in the sandbox it is mirrored to")
+    @_local_to_remote("local directory", "directory in the sandbox it is mirrored to")
     @argument("--delete", action="store_true", help="remove remote files deleted locally")
     @argument("--exclude", action="append", metavar="PAT",
               help=".gitignore-style pattern not to sync (repeat)")
