@@ -118,3 +118,20 @@ def test_git_diff_in_a_checkout(sandbox: Sandbox, scratch: str, tmp_path: Path) 
     assert found.untracked == ("untracked.txt",)
     assert "+# edit" in found.text and "+s" in found.text  # unstaged and staged
     assert (found.summary.files, found.summary.added) == (3, 2)
+
+
+def test_awkward_names_are_data_not_shell(sandbox: Sandbox, scratch: str,
+                                          tmp_path: Path) -> None:
+    local = tmp_path / "src"
+    (local / "-dir $(x)").mkdir(parents=True)
+    names = ["-n 'q' $(touch pwned).txt", "-dir $(x)/ünï code.txt", "back\\slash"]
+    for name in names:
+        (local / name).write_text(name)
+    remote = f"{scratch}/odd dir"
+    assert sandbox.sync(local, remote).added == 3
+    assert sandbox.sync(local, remote).unchanged == 3
+    (local / names[1]).unlink()
+    assert sandbox.sync(local, remote, delete=True).deleted == 1
+    listing = sandbox.run_command(f"cd '{remote}' && find . -type f | sort", check=True)
+    assert listing.stdout.splitlines() == ["./-n 'q' $(touch pwned).txt", "./back\\slash"]
+    assert sandbox.run_command(f"ls '{remote}'/pwned").exit_code != 0
