@@ -44,6 +44,7 @@ from .sources import sandbox_source as _sandbox_source  # noqa: F401
 if TYPE_CHECKING:
     from .backends.base import Sandbox
     from .backends.kubernetes.sandbox import KubernetesSandbox
+    from .backends.sync import Diff, SyncReport
     from .diagnostics import diagnose, preflight
     from .factory import attach_sandbox, create_sandbox
 
@@ -56,6 +57,7 @@ __all__ = [
     "CommandResult",
     "CommandTimeout",
     "ConfigError",
+    "Diff",
     "ExecError",
     "ExecProtocolError",
     "ImagePullError",
@@ -73,6 +75,7 @@ __all__ = [
     "ServiceAccountMissing",
     "SessionLost",
     "StartupTimeout",
+    "SyncReport",
     "Throttled",
     "Unschedulable",
     "__version__",
@@ -89,6 +92,8 @@ _LAZY = {
     "KubernetesSandbox": ("sandboxkit.backends.kubernetes.sandbox", "KubernetesSandbox"),
     "ClusterHandle": ("sandboxkit.fallback", "ClusterHandle"),
     "Sandbox": ("sandboxkit.backends.base", "Sandbox"),
+    "Diff": ("sandboxkit.backends.sync", "Diff"),
+    "SyncReport": ("sandboxkit.backends.sync", "SyncReport"),
     "attach_sandbox": ("sandboxkit.factory", "attach_sandbox"),
     "create_sandbox": ("sandboxkit.factory", "create_sandbox"),
     "diagnose": ("sandboxkit.diagnostics", "diagnose"),

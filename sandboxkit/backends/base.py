@@ -20,6 +20,9 @@ from ..config import SandboxConfig, validate_text, validate_timeout
 from ..errors import CommandTimeout, ConfigError, SandboxError, SandboxGone
 from ..models import CommandResult, SandboxStatus
 from .stdin import StdinData
+from .sync import Diff, SyncReport
+from .sync import diff as _diff
+from .sync import sync as _sync
 
 __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
            "Stdin", "command_argv"]
@@ -221,6 +224,23 @@ class Sandbox(ABC):
     @abstractmethod
     def download(self, remote_path: str, local_path: str | os.PathLike[str]) -> None:
         """Copy a file or directory tree out of the sandbox; the mirror of :meth:`upload`."""
+
+    def sync(self, local_dir: str | os.PathLike[str], remote_dir: str, *,
+             delete: bool = False, exclude: Sequence[str] = ()) -> SyncReport:
+        """Make ``remote_dir`` hold what ``local_dir`` holds, sending only files whose size,
+        mode, content or link target differ from a manifest computed in the sandbox (so it
+        is right after a kernel restart or a fresh attach), in one :meth:`upload`.
+
+        ``delete=True`` removes remote files that are gone locally; ``exclude`` takes
+        .gitignore-style patterns (see :mod:`sandboxkit.backends.sync`). Written once here
+        on :meth:`run_command` and :meth:`upload`, so every backend has it.
+        """
+        return _sync(self, local_dir, remote_dir, delete=delete, exclude=exclude)
+
+    def diff(self, path: str = "/workspace", against: str = "HEAD") -> Diff:
+        """What changed at ``path`` in the sandbox: ``git diff AGAINST`` plus untracked
+        files in a git checkout, else the changes since the last :meth:`sync`."""
+        return _diff(self, path, against)
 
     # --- context manager ------------------------------------------------------------------
 

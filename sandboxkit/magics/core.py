@@ -29,6 +29,7 @@ from traitlets import Float, TraitError, Unicode, validate
 
 from ..backends.base import Sandbox
 from ..backends.kubernetes.client import Connection, connect
+from ..backends.sync import Diff, SyncReport
 from ..backends.wrapper import TextCallback
 from ..config import SandboxConfig, validate_timeout
 from ..errors import (
@@ -116,7 +117,8 @@ def _user_facing(magic: _Magic) -> _Magic:
     return wrapper  # type: ignore[return-value]
 
 
-def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+def _arguments(magic: Callable[..., Any], line: str,
+               after_name: str | None = None) -> argparse.Namespace:
     """``magic``'s arguments parsed from ``line``, the one place every magic parses them.
 
     IPython splits the line with shlex, whose ValueError for an unterminated quote or a
@@ -131,6 +133,11 @@ def _arguments(magic: Callable[..., Any], line: str) -> argparse.Namespace:
     missing = [name for name, value in vars(args).items() if value == []]
     if missing:
         raise UsageError(f"argument {missing[0]}: expected one argument")
+    if after_name and args.sandbox is not None and getattr(args, after_name) is None:
+        # ``%sandbox_diff -s web PATH``: with -s naming the sandbox, a lone positional is
+        # the optional one after NAME (``after_name``), not a second sandbox name.
+        setattr(args, after_name, args.name)
+        args.name = None
     if "sandbox" in vars(args) and "name" in vars(args):  # see _sandbox_argument
         if args.name is not None and args.sandbox not in (None, args.name):
             raise UsageError(f"two sandboxes named: {args.name!r} and -s {args.sandbox!r}; "
@@ -148,6 +155,17 @@ def _sandbox_argument(text: str = _NAME_HELP) -> Callable[[_Magic], _Magic]:
         named = argument("-s", "--sandbox", metavar="NAME", help=text)(magic)
         positional: _Magic = argument("name", nargs="?", metavar="NAME", help=text)(named)
         return positional
+
+    return decorate
+
+
+def _local_to_remote(local_help: str, remote_help: str) -> Callable[[_Magic], _Magic]:
+    """``[NAME] LOCAL REMOTE``, the arguments of the magics that send a local path into a
+    sandbox (``%sandbox_upload``, ``%sandbox_sync``)."""
+
+    def decorate(magic: _Magic) -> _Magic:
+        paths = argument("local", help=local_help)(argument("remote", help=remote_help)(magic))
+        return _sandbox_argument()(paths)
 
     return decorate
 
@@ -407,9 +425,8 @@ class SandboxMagics(Magics):
     @line_magic
     @_user_facing
     @magic_arguments()
-    @_sandbox_argument()
-    @argument("local", help="local file or directory")
-    @argument("remote", help="path it becomes in the sandbox (ending in /: a directory)")
+    @_local_to_remote("local file or directory",
+                      "path it becomes in the sandbox (ending in /: a directory)")
     def sandbox_upload(self, line: str) -> None:
         """Copy a local file or directory tree into the sandbox."""
         args = _arguments(self.sandbox_upload, line)
@@ -438,6 +455,47 @@ class SandboxMagics(Magics):
             raise UsageError(f"no such file or directory in sandbox {sandbox.name}: "
                              f"{remote}") from None
         print(f"downloaded {sandbox.name}:{remote} to {local}")
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @_local_to_remote("local directory", "directory in the sandbox it is mirrored to")
+    @argument("--delete", action="store_true", help="remove remote files deleted locally")
+    @argument("--exclude", action="append", metavar="PAT",
+              help=".gitignore-style pattern not to sync (repeat)")
+    def sandbox_sync(self, line: str) -> SyncReport:
+        """Send only the files of a local tree that changed (manifest computed in the
+        sandbox), in one upload; print and return what changed."""
+        args = _arguments(self.sandbox_sync, line)
+        local, remote = unquote(args.local), unquote(args.remote)
+        sandbox = self.registry.get(args.sandbox)
+        try:
+            report = sandbox.sync(local, remote, delete=args.delete,
+                                  exclude=[unquote(p) for p in args.exclude or ()])
+        except FileNotFoundError:
+            raise UsageError(f"no such local directory: {local}") from None
+        print(f"synced {local} to {sandbox.name}:{remote}: {report}")
+        return report
+
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @_sandbox_argument()
+    @argument("path", nargs="?", help="tree in the sandbox (default: /workspace)")
+    @argument("--stat", action="store_true", help="print the summary only")
+    def sandbox_diff(self, line: str) -> Diff | None:
+        """The tree's changes (git diff HEAD and untracked files in a checkout, else since
+        the last sync), shown coloured; ``--stat`` prints the summary only."""
+        args = _arguments(self.sandbox_diff, line, after_name="path")
+        path = args.path
+        if path is None and args.name is not None and args.name not in self.registry:
+            path, args.sandbox = args.name, None  # one word, no sandbox of that name: a path
+        sandbox = self.registry.get(args.sandbox)
+        found = sandbox.diff(unquote(path or "/workspace"))
+        if args.stat:
+            print(found.summary)
+            return None
+        return found
 
     @cell_magic
     @_user_facing

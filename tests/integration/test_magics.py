@@ -112,6 +112,28 @@ def test_files_travel_both_ways(shell: InteractiveShell, tmp_path: Path,
         shell.run_line_magic("sandbox_upload", f"{tmp_path / 'missing'} /tmp/x")
 
 
+def test_sync_sends_changes_and_diff_shows_them(shell: InteractiveShell, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_line_magic("sandbox_up", "web")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.pyc").write_text("junk")
+    report = shell.run_line_magic("sandbox_sync", f"web {tmp_path} /tmp/proj --exclude '*.pyc'")
+    assert (report.added, report.bytes_sent) == (1, 6)
+    assert "1 added, 0 changed, 0 deleted, 0 unchanged; 6 bytes sent" in capsys.readouterr().out
+    again = shell.run_line_magic("sandbox_sync", f"-s web {tmp_path} /tmp/proj --delete")
+    assert (again.added, again.unchanged) == (1, 1)
+    shell.run_line_magic("sandbox_exec", "--quiet -- echo 'x = 2' > /tmp/proj/a.py")
+    found = shell.run_line_magic("sandbox_diff", "/tmp/proj")
+    assert "+x = 2" in found.text and "-x = 1" in found.text
+    capsys.readouterr()
+    assert shell.run_line_magic("sandbox_diff", "web /tmp/proj --stat") is None
+    assert capsys.readouterr().out == "1 files changed, +1 -1\n"
+    shell.run_line_magic("sandbox_diff", "-s web /tmp/proj --stat")
+    assert capsys.readouterr().out == "1 files changed, +1 -1\n"
+    with pytest.raises(UsageError, match="no such local directory"):
+        shell.run_line_magic("sandbox_sync", f"{tmp_path / 'missing'} /tmp/x")
+
+
 class _Tee:
     """A stdout that also sets ``seen`` once ``marker`` was written: the interrupt test's
     signal that the remote command is running."""

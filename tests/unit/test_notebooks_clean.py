@@ -22,9 +22,10 @@ KNOWN_TAGS = {FAIL_TAG, "skip-execution"}
 CLUSTER_CELL = "from sandboxkit import ensure_cluster"
 
 
-def test_the_three_tutorials_are_there() -> None:
+def test_the_four_tutorials_are_there() -> None:
     assert [p.name for p in NOTEBOOKS] == [
-        "01-rbac-setup.ipynb", "02-execution.ipynb", "03-troubleshooting.ipynb"]
+        "01-rbac-setup.ipynb", "02-execution.ipynb", "03-troubleshooting.ipynb",
+        "04-debugging-a-fix.ipynb"]
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
