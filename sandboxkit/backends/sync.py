@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandFailed, SandboxError
 
@@ -121,6 +121,10 @@ class SyncReport:
     def __str__(self) -> str:
         return (f"{self.added} added, {self.changed} changed, {self.deleted} deleted, "
                 f"{self.unchanged} unchanged; {self.bytes_sent} bytes sent")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython shows the one line :meth:`__str__` gives, as the cell's result."""
+        printer.text(str(self))
 
 
 def parse_manifest(data: bytes) -> dict[str, Entry]:

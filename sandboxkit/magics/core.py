@@ -465,7 +465,7 @@ class SandboxMagics(Magics):
               help=".gitignore-style pattern not to sync (repeat)")
     def sandbox_sync(self, line: str) -> SyncReport:
         """Send only the files of a local tree that changed (manifest computed in the
-        sandbox), in one upload; print and return what changed."""
+        sandbox), in one upload; return what changed (IPython shows it as one line)."""
         args = _arguments(self.sandbox_sync, line)
         local, remote = unquote(args.local), unquote(args.remote)
         sandbox = self.registry.get(args.sandbox)
@@ -474,7 +474,6 @@ class SandboxMagics(Magics):
                                   exclude=[unquote(p) for p in args.exclude or ()])
         except FileNotFoundError:
             raise UsageError(f"no such local directory: {local}") from None
-        print(f"synced {local} to {sandbox.name}:{remote}: {report}")
         return report
 
     @line_magic

@@ -119,7 +119,9 @@ def test_sync_sends_changes_and_diff_shows_them(shell: InteractiveShell, tmp_pat
     (tmp_path / "b.pyc").write_text("junk")
     report = shell.run_line_magic("sandbox_sync", f"web {tmp_path} /tmp/proj --exclude '*.pyc'")
     assert (report.added, report.bytes_sent) == (1, 6)
-    assert "1 added, 0 changed, 0 deleted, 0 unchanged; 6 bytes sent" in capsys.readouterr().out
+    assert str(report) == "1 added, 0 changed, 0 deleted, 0 unchanged; 6 bytes sent"
+    shown = shell.display_formatter.format(report)[0]["text/plain"]  # the cell's result
+    assert shown == str(report)
     again = shell.run_line_magic("sandbox_sync", f"-s web {tmp_path} /tmp/proj --delete")
     assert (again.added, again.unchanged) == (1, 1)
     shell.run_line_magic("sandbox_exec", "--quiet -- echo 'x = 2' > /tmp/proj/a.py")
