@@ -13,13 +13,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .. import metrics
 from ..config import SandboxConfig, validate_text, validate_timeout
 from ..errors import CommandTimeout, ConfigError, SandboxError, SandboxGone
 from ..models import CommandResult, SandboxStatus
 from .stdin import StdinData
+
+if TYPE_CHECKING:
+    from ..terminal import TerminalStream
 
 __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
            "Stdin", "command_argv"]
@@ -137,6 +140,16 @@ class Sandbox(ABC):
     @abstractmethod
     def _logs(self, tail: int | None) -> str:
         """:meth:`logs` with ``tail`` checked."""
+
+    # --- interactive terminal -------------------------------------------------------------
+
+    def open_terminal(self, argv: Sequence[str]) -> TerminalStream:
+        """Start ``argv`` with a terminal and stdin (``kubectl exec -it``), for
+        :func:`sandboxkit.terminal.relay`. Backends that cannot yet say so as a ConfigError,
+        so ``sandboxkit shell`` reports it as a setting to change."""
+        raise ConfigError("execution_backend", self.config.execution_backend,
+                          "this backend has no interactive shell yet",
+                          "--backend kubernetes")
 
     # --- commands -------------------------------------------------------------------------
 
