@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .backends.base import Sandbox
 
-__all__ = ["TerminalStream", "default_shell", "raw_terminal", "relay", "window_size"]
+__all__ = ["TerminalStream", "default_shell", "raw_terminal", "relay", "set_window_size",
+           "window_size"]
 
 _READ = 64 << 10
 
@@ -74,6 +75,12 @@ def window_size(fd: int) -> tuple[int, int] | None:
         return None
     rows, columns = struct.unpack("HHHH", packed)[:2]
     return (columns, rows) if columns and rows else None
+
+
+def set_window_size(fd: int, columns: int, rows: int) -> None:
+    """Set the size of the terminal on ``fd`` (a pty's master: the kernel then sends SIGWINCH
+    to the terminal's foreground process group)."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import termios
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 from sandbox_support import MakeSandbox
 
 from sandboxkit import KubernetesSandbox
+from sandboxkit.backends.local import LocalSandbox, LocalSandboxWarning
 from sandboxkit.cli import main
 
 
@@ -141,3 +143,48 @@ def test_unknown_sandbox_is_one_error_line(capsys: pytest.CaptureFixture[str],
     assert status == 1
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "no-such-sandbox" in err
+
+
+# --- other backends -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_sandbox() -> Iterator[LocalSandbox]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LocalSandboxWarning)
+        sandbox = LocalSandbox().init()
+    yield sandbox
+    sandbox.teardown()
+
+
+def test_local_backend_shell(local_sandbox: LocalSandbox) -> None:
+    terminal = Terminal(["shell", local_sandbox.name, "--backend", "local", "--", "/bin/sh"],
+                        rows=30, columns=100)
+    try:
+        terminal.type("stty size; pwd\r")
+        terminal.expect("30 100")
+        terminal.expect(local_sandbox.name)  # it runs in the sandbox's directory
+        terminal.resize(40, 120)
+        time.sleep(0.2)
+        terminal.type("sleep 30; echo not-interrupted\r")
+        time.sleep(0.3)
+        terminal.type("\x03stty size\r")
+        terminal.expect("40 120")
+        terminal.type("exit 7\r")
+        assert terminal.wait() == 7
+        assert b"not-interrupted" not in terminal.output
+    finally:
+        terminal.close()
+
+
+def test_docker_backend_without_a_shell_says_so(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend without a terminal yet is a setting to change (exit 2), not a traceback."""
+    from sandboxkit.backends.docker import DockerSandbox
+
+    monkeypatch.setattr(DockerSandbox, "attach",
+                        classmethod(lambda cls, name, config=None: cls(config=config)))
+    status = main(["shell", "some-sandbox", "--backend", "docker", "--", "sh"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "no interactive shell yet" in err and err.count("\n") == 1
