@@ -424,9 +424,9 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
 
 
 def _shell(args: argparse.Namespace) -> int:
+    from .backends.terminal import default_shell, relay
     from .config import SandboxConfig
     from .factory import attach_sandbox
-    from .terminal import default_shell, relay
 
     overrides = {key: value for key, value in (
         ("namespace", args.namespace), ("execution_backend", args.backend),
@@ -541,12 +541,23 @@ def _parser() -> argparse.ArgumentParser:
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; for ``shell``, what follows ``--`` is the remote command, verbatim."""
     head, command = split_command(argv)
-    if command is not None:
+    if command is not None and _subcommand(head) == "shell":
         args = _parser().parse_args(head)
-        if args.command == "shell":
-            args.remote_command = command
-            return args
+        args.remote_command = command
+        return args
     return _parser().parse_args(argv)
+
+
+def _subcommand(argv: Sequence[str]) -> str | None:
+    """The subcommand's name: the first word that is neither a global option nor its value
+    (``--kubeconfig PATH``, ``--context NAME``)."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--kubeconfig", "--context"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from ..models import CommandResult, SandboxStatus
 from .stdin import StdinData
 
 if TYPE_CHECKING:
-    from ..terminal import TerminalStream
+    from .terminal import TerminalStream
 
 __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
            "Stdin", "command_argv"]
@@ -145,8 +145,8 @@ class Sandbox(ABC):
 
     def open_terminal(self, argv: Sequence[str]) -> TerminalStream:
         """Start ``argv`` with a terminal and stdin (``kubectl exec -it``), for
-        :func:`sandboxkit.terminal.relay`. Backends that cannot yet say so as a ConfigError,
-        so ``sandboxkit shell`` reports it as a setting to change."""
+        :func:`sandboxkit.backends.terminal.relay`. Backends that cannot yet say so as a
+        ConfigError, so ``sandboxkit shell`` reports it as a setting to change."""
         raise ConfigError("execution_backend", self.config.execution_backend,
                           "this backend has no interactive shell yet",
                           "--backend kubernetes")

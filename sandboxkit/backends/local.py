@@ -43,10 +43,10 @@ from ..config import SANDBOX_APP_LABEL, SandboxConfig
 from ..errors import CommandTimeout, SandboxError, SandboxNotFound
 from ..manifests import ID_LABEL, new_sandbox_name
 from ..models import CommandResult, SandboxStatus
-from ..terminal import set_window_size
 from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
 from .stdin import SPOOL_MEMORY, STDIN_CHUNK
+from .terminal import set_window_size
 from .wrapper import OutputStream
 
 __all__ = ["LocalSandbox", "LocalSandboxWarning", "local_root"]
@@ -410,7 +410,7 @@ def _pidfd(pid: int) -> int | None:
 
 
 class PtyTerminal:
-    """A :class:`sandboxkit.terminal.TerminalStream` on a local process with a pty: the
+    """A :class:`sandboxkit.backends.terminal.TerminalStream` on a local process with a pty: the
     process leads a new session whose controlling terminal is the pty, so the remote-side
     line discipline turns Ctrl-C into SIGINT for its foreground job, as a container's
     terminal does."""

@@ -28,7 +28,7 @@ def resize_message(columns: int, rows: int) -> bytes:
 
 
 class ChannelTerminal:
-    """A :class:`sandboxkit.terminal.TerminalStream` on a tty exec's channel stream."""
+    """A :class:`sandboxkit.backends.terminal.TerminalStream` on a tty exec's channel stream."""
 
     def __init__(self, channel: FrameChannel) -> None:
         self._channel = channel

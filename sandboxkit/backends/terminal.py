@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import select
+import shlex
 import signal
 import struct
 import termios
@@ -28,10 +29,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .backends.base import Sandbox
+    from .base import Sandbox
 
 __all__ = ["TerminalStream", "default_shell", "raw_terminal", "relay", "set_window_size",
-           "window_size"]
+           "shell_commands", "window_size"]
 
 _READ = 64 << 10
 
@@ -161,3 +162,24 @@ def default_shell(sandbox: Sandbox) -> list[str]:
     result = sandbox.run_command("command -v bash", timeout=30)
     path = result.stdout.strip()
     return [path] if result.exit_code == 0 and path.startswith("/") else ["/bin/sh"]
+
+
+def shell_commands(name: str, *, backend: str = "kubernetes", namespace: str | None = None,
+                   pod: str | None = None, kubeconfig: str | None = None,
+                   context: str | None = None, container: str = "sandbox") -> list[str]:
+    """The command lines that open a shell in sandbox ``name`` from a terminal: ``sandboxkit
+    shell`` and, for a Kubernetes sandbox whose pod is known, the ``kubectl exec -it``
+    equivalent. A notebook cannot host a raw terminal, so ``%sandbox_shell`` prints these to
+    paste into a JupyterLab terminal; every value is shell-quoted, and the cluster settings
+    are spelled out because that terminal need not share the kernel's environment."""
+    prefix = f"KUBECONFIG={shlex.quote(kubeconfig)} " if kubeconfig else ""
+    cluster = ["--context", context] if context else []
+    ours = ["sandboxkit", "shell", name]
+    if backend != "kubernetes":
+        return [shlex.join([*ours, "--backend", backend])]
+    scope = ["-n", namespace] if namespace else []
+    lines = [prefix + shlex.join([*ours, *scope, *cluster])]
+    if pod:
+        lines.append(prefix + shlex.join(["kubectl", *cluster, "exec", "-it", *scope, pod,
+                                          "-c", container, "--", "/bin/sh"]))
+    return lines
