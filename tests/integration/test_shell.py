@@ -177,14 +177,23 @@ def test_local_backend_shell(local_sandbox: LocalSandbox) -> None:
         terminal.close()
 
 
-def test_docker_backend_without_a_shell_says_so(capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A backend without a terminal yet is a setting to change (exit 2), not a traceback."""
-    from sandboxkit.backends.docker import DockerSandbox
+@pytest.mark.docker
+def test_docker_backend_shell(docker_host: str) -> None:
+    from docker_support import IMAGE
 
-    monkeypatch.setattr(DockerSandbox, "attach",
-                        classmethod(lambda cls, name, config=None: cls(config=config)))
-    status = main(["shell", "some-sandbox", "--backend", "docker", "--", "sh"])
-    err = capsys.readouterr().err
-    assert status == 2
-    assert "no interactive shell yet" in err and err.count("\n") == 1
+    from sandboxkit import create_sandbox
+
+    with create_sandbox(execution_backend="docker", image=IMAGE) as sandbox:
+        terminal = Terminal(["shell", sandbox.name, "--backend", "docker", "--", "sh"],
+                            rows=30, columns=100)
+        try:
+            terminal.type("stty size\r")
+            terminal.expect("30 100")
+            terminal.resize(40, 120)
+            time.sleep(0.3)
+            terminal.type("stty size\r")
+            terminal.expect("40 120")
+            terminal.type("exit 7\r")
+            assert terminal.wait() == 7
+        finally:
+            terminal.close()

@@ -132,3 +132,15 @@ def test_sandbox_shell_magic_prints_both_commands(capsys: pytest.CaptureFixture[
     assert "  KUBECONFIG=/k/config sandboxkit shell box -n ns --context dev\n" in out
     assert ("  KUBECONFIG=/k/config kubectl --context dev exec -it -n ns box-x1 -c sandbox "
             "-- /bin/sh\n") in out
+
+
+def test_a_backend_without_a_terminal_says_so() -> None:
+    from types import SimpleNamespace
+
+    from sandboxkit.backends.base import Sandbox
+    from sandboxkit.config import SandboxConfig
+    from sandboxkit.errors import ConfigError
+
+    fake = SimpleNamespace(config=SandboxConfig.resolve(execution_backend="local"))
+    with pytest.raises(ConfigError, match="no interactive shell yet"):
+        Sandbox.open_terminal(fake, ["sh"])  # type: ignore[arg-type]
