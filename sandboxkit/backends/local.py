@@ -17,7 +17,6 @@ sandbox started (background children included) and deletes the directory.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import posixpath
@@ -46,7 +45,7 @@ from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
 from .stdin import SPOOL_MEMORY, STDIN_CHUNK
-from .terminal import set_window_size
+from .terminal import FdOutput, set_window_size
 from .wrapper import OutputStream
 
 __all__ = ["LocalSandbox", "LocalSandboxWarning", "local_root"]
@@ -409,7 +408,7 @@ def _pidfd(pid: int) -> int | None:
     return None
 
 
-class PtyTerminal:
+class PtyTerminal(FdOutput):
     """A :class:`sandboxkit.backends.terminal.TerminalStream` on a local process with a pty: the
     process leads a new session whose controlling terminal is the pty, so the remote-side
     line discipline turns Ctrl-C into SIGINT for its foreground job, as a container's
@@ -427,48 +426,26 @@ class PtyTerminal:
             raise
         finally:
             os.close(slave)
-        os.set_blocking(master, False)
-        self._master = master
-        self._ended = False
+        super().__init__(master)
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
-    def fileno(self) -> int:
-        return self._master
-
-    @property
-    def busy(self) -> bool:
-        return False
-
-    def read(self) -> bytes | None:
-        if self._ended:
-            return None
-        try:
-            return os.read(self._master, 64 << 10) or None
-        except BlockingIOError:
-            return b""
-        except OSError as exc:  # EIO: every holder of the terminal closed it
-            if exc.errno != errno.EIO:
-                raise
-            self._ended = True
-            return None
-
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self._master, view):]
+                view = view[os.write(self._fd, view):]
             except BlockingIOError:
-                select.select([], [self._master], [])
+                select.select([], [self._fd], [])
 
     def close_input(self) -> None:
         self.write(b"\x04")  # the terminal's EOF character (canonical mode)
 
     def resize(self, columns: int, rows: int) -> None:
         with contextlib.suppress(OSError):
-            set_window_size(self._master, columns, rows)
+            set_window_size(self._fd, columns, rows)
 
     def exit_code(self) -> int:
         code = self._process.wait()
@@ -478,8 +455,7 @@ class PtyTerminal:
         if self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGHUP)  # as a terminal hangup does
-        with contextlib.suppress(OSError):
-            os.close(self._master)
+        self._close_output()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
 

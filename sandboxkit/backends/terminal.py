@@ -17,6 +17,7 @@ set a flag would be seen at the next byte, so it writes to a pipe the loop waits
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .base import Sandbox
 
-__all__ = ["TerminalStream", "default_shell", "raw_terminal", "relay", "set_window_size",
-           "shell_commands", "window_size"]
+__all__ = ["FdOutput", "TerminalStream", "default_shell", "raw_terminal", "relay",
+           "set_window_size", "shell_commands", "window_size"]
 
 _READ = 64 << 10
 
@@ -65,6 +66,44 @@ class TerminalStream(Protocol):
 
     def close(self) -> None:
         """Release the connection (and end the process if it still runs)."""
+
+
+class FdOutput:
+    """The reading half of a :class:`TerminalStream` whose output arrives on a descriptor of
+    our own (a pty's master, a pipe fed by a thread): non-blocking reads, and the end of the
+    stream as EOF or, on a pty, EIO (every holder of the terminal closed it)."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._ended = False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def read(self) -> bytes | None:
+        if self._ended:
+            return None
+        try:
+            data = os.read(self._fd, _READ)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._ended = True
+            return None
+        return data
+
+    def _close_output(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def window_size(fd: int) -> tuple[int, int] | None:

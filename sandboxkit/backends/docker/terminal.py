@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...errors import ExecProtocolError
+from ..terminal import FdOutput
 from .client import docker_errors
 from .exec import close_hijacked, exit_code, hijacked_reader
 
@@ -25,7 +26,7 @@ __all__ = ["DockerTerminal"]
 _EXIT_WAIT = 3.0  # seconds for the daemon to record the exit code after the stream ended
 
 
-class DockerTerminal:
+class DockerTerminal(FdOutput):
     """A :class:`sandboxkit.backends.terminal.TerminalStream` on a tty exec."""
 
     def __init__(self, api: Any, container: str, argv: Sequence[str]) -> None:
@@ -33,30 +34,10 @@ class DockerTerminal:
         self._id: str = api.exec_create(container, list(argv), stdin=True, tty=True)["Id"]
         self._sock = api.exec_start(self._id, socket=True, tty=True)
         self._raw: socket.socket = getattr(self._sock, "_sock", self._sock)
-        self._output, sink = os.pipe()
-        os.set_blocking(self._output, False)
-        self._ended = False
+        output, sink = os.pipe()
+        super().__init__(output)
         threading.Thread(target=_copy, args=(hijacked_reader(self._sock), sink),
                          daemon=True).start()
-
-    def fileno(self) -> int:
-        return self._output
-
-    @property
-    def busy(self) -> bool:
-        return False
-
-    def read(self) -> bytes | None:
-        if self._ended:
-            return None
-        try:
-            data = os.read(self._output, 64 << 10)
-        except BlockingIOError:
-            return b""
-        if not data:
-            self._ended = True
-            return None
-        return data
 
     def write(self, data: bytes) -> None:
         self._raw.sendall(data)
@@ -79,8 +60,7 @@ class DockerTerminal:
 
     def close(self) -> None:
         close_hijacked(self._sock)
-        with contextlib.suppress(OSError):
-            os.close(self._output)
+        self._close_output()
 
 
 def _copy(reader: Any, sink: int) -> None:

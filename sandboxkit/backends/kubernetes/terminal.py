@@ -39,7 +39,9 @@ class ChannelTerminal:
 
     @property
     def busy(self) -> bool:
-        return self._channel.backlog > 0 or self._channel.pending
+        # Closed: the Status (and the close frame) may have come with the last output, and
+        # the socket will signal nothing more, so the next read must not wait for it.
+        return self._channel.backlog > 0 or self._channel.pending or self._frames.closed
 
     def read(self) -> bytes | None:
         output = b"".join(data for _, data in self._frames.pump(0))
