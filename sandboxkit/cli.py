@@ -8,6 +8,9 @@ as kubectl does (``--kubeconfig``, ``--context``, ``$KUBECONFIG``, ``~/.kube/con
 in-cluster) and print failures as one ``error: ...`` line saying what to do, never a
 traceback: exit 2 for a setting to fix before anything can run (:class:`ConfigError`), 1 for
 a failure on the way or a check that did not pass.
+
+``shell`` is ``kubectl exec -it`` on any backend: the remote command's exit status is its
+own, and only what follows ``--`` is the remote command (split off before argparse).
 """
 
 from __future__ import annotations
