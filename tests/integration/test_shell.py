@@ -10,6 +10,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -35,11 +36,13 @@ def set_size(fd: int, rows: int, columns: int) -> None:
 class Terminal:
     """The CLI in a child process whose stdin, stdout and stderr are a pty's slave."""
 
-    def __init__(self, argv: list[str], rows: int = 24, columns: int = 80) -> None:
+    def __init__(self, argv: list[str], rows: int = 24, columns: int = 80,
+                 program: list[str] | None = None) -> None:
         self.master, slave = pty.openpty()
         set_size(slave, rows, columns)
+        program = program or [sys.executable, "-m", "sandboxkit.cli"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandboxkit.cli", *argv], stdin=slave, stdout=slave,
+            [*program, *argv], stdin=slave, stdout=slave,
             stderr=slave, start_new_session=True, close_fds=True)
         os.close(slave)
         self.output = b""
@@ -143,6 +146,23 @@ def test_unknown_sandbox_is_one_error_line(capsys: pytest.CaptureFixture[str],
     assert status == 1
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "no-such-sandbox" in err
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_exec_it_sees_the_same_terminal(kubeconfig: Path, namespace: str,
+                                                sandbox: KubernetesSandbox) -> None:
+    """The devcluster's terminal execs as kubectl uses them: size at start (resize channel),
+    exit code, in the command %sandbox_shell prints."""
+    terminal = Terminal(["--kubeconfig", str(kubeconfig), "exec", "-it", "-n", namespace,
+                         str(sandbox.pod_name), "-c", "sandbox", "--", "/bin/sh"],
+                        rows=30, columns=100, program=["kubectl"])
+    try:
+        terminal.type("stty size\r")
+        terminal.expect("30 100")
+        terminal.type("exit 3\r")
+        assert terminal.wait() == 3
+    finally:
+        terminal.close()
 
 
 # --- other backends -------------------------------------------------------------------------
