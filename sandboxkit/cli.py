@@ -8,6 +8,9 @@ as kubectl does (``--kubeconfig``, ``--context``, ``$KUBECONFIG``, ``~/.kube/con
 in-cluster) and print failures as one ``error: ...`` line saying what to do, never a
 traceback: exit 2 for a setting to fix before anything can run (:class:`ConfigError`), 1 for
 a failure on the way or a check that did not pass.
+
+``shell`` is ``kubectl exec -it`` on any backend: the remote command's exit status is its
+own, and only what follows ``--`` is the remote command (split off before argparse).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from .backends.kubernetes.client import Connection
     from .diagnostics import Diagnosis
 
-__all__ = ["main"]
+__all__ = ["main", "split_command"]
 
 ClusterHandler = Callable[[argparse.Namespace, "Connection"], int]
 
@@ -408,6 +411,50 @@ def _add_cluster_commands(commands: Any) -> None:
     diagnose.add_argument("name", help="the sandbox (Job) name")
 
 
+# --- shell: an interactive terminal in a sandbox --------------------------------------------
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """``sandboxkit shell NAME [options] -- CMD...``: the arguments before the first ``--``
+    and the remote command after it (None without ``--``). Split before argparse, which
+    cannot put options after NAME and still leave a trailing command alone (a REMAINDER
+    swallows the options, ``nargs="*"`` is satisfied empty at NAME)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, None
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from .backends.terminal import default_shell, relay
+    from .config import SandboxConfig
+    from .factory import attach_sandbox
+
+    overrides = {key: value for key, value in (
+        ("namespace", args.namespace), ("execution_backend", args.backend),
+        ("kubeconfig", args.kubeconfig), ("context", args.context)) if value is not None}
+    sandbox = attach_sandbox(args.name, SandboxConfig.resolve(None, **overrides))
+    argv = args.remote_command or default_shell(sandbox)
+    return relay(sandbox.open_terminal(argv))
+
+
+def _add_shell_command(commands: Any) -> None:
+    summary = ("an interactive terminal in a running sandbox, like `kubectl exec -it`; "
+               "exits with the remote command's status")
+    shell = commands.add_parser("shell", help=summary, description=summary)
+    _cluster_options(shell)
+    _namespace_option(shell)
+    shell.add_argument("--backend", choices=("kubernetes", "docker", "local"),
+                       help="where the sandbox runs (default: $EXECUTION_BACKEND, else "
+                            "kubernetes)")
+    shell.add_argument("name", metavar="NAME", help="the sandbox's name")
+    shell.add_argument("remote_command", nargs="*", metavar="-- CMD",
+                       help="command to run, after -- (default: /bin/bash if the image has "
+                            "it, else /bin/sh)")
+    shell.set_defaults(handler=_shell)
+
+
 # --- demo and lab: the configured cluster, else a devcluster started for the run -----------
 
 
@@ -472,6 +519,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_cluster_commands(commands)
     _add_pool_commands(commands)
+    _add_shell_command(commands)
     _add_local_commands(commands)
     devcluster = commands.add_parser(
         "devcluster", help="a local Kubernetes API server for tests and offline use"
@@ -493,9 +541,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; for ``shell``, what follows ``--`` is the remote command, verbatim."""
+    head, command = split_command(argv)
+    if command is not None and _subcommand(head) == "shell":
+        args = _parser().parse_args(head)
+        args.remote_command = command
+        return args
+    return _parser().parse_args(argv)
+
+
+def _subcommand(argv: Sequence[str]) -> str | None:
+    """The subcommand's name: the first word that is neither a global option nor its value
+    (``--kubeconfig PATH``, ``--context NAME``)."""
+    words = iter(argv)
+    for word in words:
+        if word in ("--kubeconfig", "--context"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sandboxkit`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parse(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .. import metrics
 from ..config import SandboxConfig, validate_text, validate_timeout
@@ -23,6 +23,9 @@ from .stdin import StdinData
 from .sync import Diff, SyncReport
 from .sync import diff as _diff
 from .sync import sync as _sync
+
+if TYPE_CHECKING:
+    from .terminal import TerminalStream
 
 __all__ = ["PROGRESS_STAGES", "ArgvSandbox", "OutputCallback", "ProgressCallback", "Sandbox",
            "Stdin", "command_argv"]
@@ -140,6 +143,16 @@ class Sandbox(ABC):
     @abstractmethod
     def _logs(self, tail: int | None) -> str:
         """:meth:`logs` with ``tail`` checked."""
+
+    # --- interactive terminal -------------------------------------------------------------
+
+    def open_terminal(self, argv: Sequence[str]) -> TerminalStream:
+        """Start ``argv`` with a terminal and stdin (``kubectl exec -it``), for
+        :func:`sandboxkit.backends.terminal.relay`. Backends that cannot yet say so as a
+        ConfigError, so ``sandboxkit shell`` reports it as a setting to change."""
+        raise ConfigError("execution_backend", self.config.execution_backend,
+                          "this backend has no interactive shell yet",
+                          "--backend kubernetes")
 
     # --- commands -------------------------------------------------------------------------
 

@@ -17,18 +17,22 @@ sandbox started (background children included) and deletes the directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import posixpath
+import pty
+import select
 import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -41,6 +45,7 @@ from ..models import CommandResult, SandboxStatus
 from .archive import extract, pack, upload_source
 from .base import OutputCallback, ProgressCallback, Sandbox, Stdin, command_argv
 from .stdin import SPOOL_MEMORY, STDIN_CHUNK
+from .terminal import FdOutput, set_window_size
 from .wrapper import OutputStream
 
 __all__ = ["LocalSandbox", "LocalSandboxWarning", "local_root"]
@@ -190,6 +195,20 @@ class LocalSandbox(Sandbox):
 
     # --- commands -------------------------------------------------------------------------
 
+    def _environment(self, path: Path) -> dict[str, str]:
+        """A command's environment: ours, with the sandbox's HOME and TMPDIR and its env."""
+        return {**os.environ, "HOME": str(path), "TMPDIR": str(path / "tmp"),
+                **self.config.env}
+
+    def open_terminal(self, argv: Sequence[str]) -> PtyTerminal:
+        """``argv`` on a new pseudo-terminal, in the sandbox's directory."""
+        path = self._require_ready(self._path)
+        terminal = PtyTerminal(argv, cwd=self.config.workdir or path,
+                               env=self._environment(path))
+        with self._lock:
+            self._groups.add(terminal.pid)  # killed on teardown like any command
+        return terminal
+
     def _execute(
         self, cmd: str, *, timeout: float | None, env: Mapping[str, str] | None,
         workdir: str | None, stdin: Stdin | None, on_stdout: OutputCallback | None,
@@ -198,12 +217,11 @@ class LocalSandbox(Sandbox):
         path = self._require_ready(self._path)
         timeout = self._timeout_or_default(timeout)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        environment = {**os.environ, "HOME": str(path), "TMPDIR": str(path / "tmp"),
-                       **self.config.env}
         started = time.monotonic()
         process = subprocess.Popen(
             command_argv(cmd, env=env, workdir=workdir),
-            cwd=self.config.workdir or path, env=environment, start_new_session=True,
+            cwd=self.config.workdir or path, env=self._environment(path),
+            start_new_session=True,
             stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         with self._lock:
@@ -388,3 +406,60 @@ def _pidfd(pid: int) -> int | None:
     with contextlib.suppress(AttributeError, OSError):
         return os.pidfd_open(pid)
     return None
+
+
+class PtyTerminal(FdOutput):
+    """A :class:`sandboxkit.backends.terminal.TerminalStream` on a local process with a pty: the
+    process leads a new session whose controlling terminal is the pty, so the remote-side
+    line discipline turns Ctrl-C into SIGINT for its foreground job, as a container's
+    terminal does."""
+
+    def __init__(self, argv: Sequence[str], *, cwd: str | os.PathLike[str],
+                 env: Mapping[str, str]) -> None:
+        master, slave = pty.openpty()
+        try:
+            self._process = subprocess.Popen(
+                list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
+                start_new_session=True, preexec_fn=_take_terminal)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        super().__init__(master)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]
+            except BlockingIOError:
+                select.select([], [self._fd], [])
+
+    def close_input(self) -> None:
+        self.write(b"\x04")  # the terminal's EOF character (canonical mode)
+
+    def resize(self, columns: int, rows: int) -> None:
+        with contextlib.suppress(OSError):
+            set_window_size(self._fd, columns, rows)
+
+    def exit_code(self) -> int:
+        code = self._process.wait()
+        return 128 - code if code < 0 else code
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGHUP)  # as a terminal hangup does
+        self._close_output()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make the inherited pty its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -10,8 +10,10 @@ because clients pick their code path from what the server negotiates:
   subprotocol at all, choosing the first the client listed; anything else gets a bare
   ``403 Forbidden`` (``golang.org/x/net/websocket`` refusing the handshake).
 
-Frames carry one leading channel byte: 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize
-(the base64 protocols use the ASCII digit and base64-encode the rest, in text frames). v5
+Frames carry one leading channel byte: 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize (the
+base64 protocols use the ASCII digit and base64-encode the rest, in text frames). Resize
+frames carry JSON ``{"Width": W, "Height": H}``, applied to the exec's terminal when it has
+one (``tty=true``, which also merges stderr into stdout). v5
 adds the client's half-close ``[255, 0]``, which closes the process's stdin. Clients of v4
 and older cannot signal end of input: a command reading stdin to EOF only ends when it
 exits on its own or the client disconnects, so callers needing EOF must use v5 (or a
@@ -350,6 +352,7 @@ class _Session:
         self._base64 = protocol in _BASE64_PROTOCOLS
         self._gone = asyncio.Event()
         self._stdin: asyncio.StreamWriter | None = None
+        self._process: Spawned | None = None
 
     async def _send(self, channel: int, data: bytes) -> None:
         # Awaiting each send applies the client's backpressure: aiohttp drains the socket
@@ -384,6 +387,7 @@ class _Session:
 
     async def _supervise(self, process: Spawned) -> None:
         options = self._options
+        self._process = process
         self._stdin = process.stdin
         if not options.stdin and self._stdin is not None:
             self._stdin.close()  # the command sees EOF at once, as with no stdin attached
@@ -493,9 +497,25 @@ class _Session:
                     continue  # wsstream logs and drops an undecodable frame
             if channel == _STDIN and not await self._write_stdin(payload):
                 break
-            # Resize frames (JSON {"Width", "Height"}) and frames on output channels are
-            # ignored: there is no terminal size to set on pipes, and nothing to read.
+            if channel == _RESIZE:
+                self._resize(payload)
+            # Frames on output channels are ignored: there is nothing to read there.
         self._gone.set()
+
+    def _resize(self, payload: bytes) -> None:
+        """Apply a resize frame, JSON ``{"Width": W, "Height": H}`` (``remotecommand``'s
+        TerminalSize), to the terminal. Without a terminal it is ignored, and so is a frame
+        that does not decode, as the kubelet logs and drops it."""
+        if not self._options.tty or self._process is None:
+            return
+        try:
+            size = json.loads(payload)
+            width, height = int(size.get("Width", 0)), int(size.get("Height", 0))
+        except (ValueError, TypeError, AttributeError):
+            return
+        resize = getattr(self._process, "resize", None)
+        if resize is not None:
+            resize(width, height)
 
     async def _write_stdin(self, data: bytes) -> bool:
         """Write to the process, waiting until it reads; False if the client vanished.

@@ -49,15 +49,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import pty
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -253,6 +256,19 @@ class ExecProcess:
 
     async def wait(self) -> int:
         return await self.process.wait()
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the terminal's size, as the kubelet does for a resize frame: the kernel then
+        sends SIGWINCH to the terminal's foreground process group. No-op without a
+        terminal (pipes have no size)."""
+        if self.stderr is not None:
+            return
+        pipe = self.stdin.transport.get_extra_info("pipe")
+        if pipe is None:
+            return
+        size = struct.pack("HHHH", max(0, min(height, 0xFFFF)), max(0, min(width, 0xFFFF)), 0, 0)
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(pipe.fileno(), termios.TIOCSWINSZ, size)
 
     async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes | None]:
         """As asyncio's: write ``input``, close stdin, read the output to EOF, wait."""

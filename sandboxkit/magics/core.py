@@ -359,6 +359,29 @@ class SandboxMagics(Magics):
               f"(%sandbox_down {sandbox.name} deletes it)")
         display(self._panel(sandbox))
 
+    @line_magic
+    @_user_facing
+    @magic_arguments()
+    @_sandbox_argument()
+    def sandbox_shell(self, line: str) -> None:
+        """Print the command that opens an interactive shell in the sandbox, to paste into a
+        JupyterLab terminal (a notebook cell cannot be a terminal), and kubectl's equivalent."""
+        from ..backends.terminal import shell_commands
+        from ..manifests import CONTAINER_NAME
+
+        args = _arguments(self.sandbox_shell, line)
+        sandbox = self.registry.get(args.sandbox)
+        config = sandbox.config
+        kubeconfig = config.kubeconfig or os.environ.get("KUBECONFIG")
+        lines = shell_commands(
+            sandbox.name, backend=config.execution_backend,
+            namespace=getattr(sandbox, "namespace", None), pod=getattr(sandbox, "pod_name", None),
+            kubeconfig=None if kubeconfig is None else os.fspath(kubeconfig),
+            context=config.context, container=CONTAINER_NAME)
+        print("In a terminal (File > New > Terminal):")
+        for each in lines:
+            print(f"  {each}")
+
     # --- commands -------------------------------------------------------------------------
 
     @line_cell_magic

@@ -49,7 +49,7 @@ def test_magics_load_without_ipywidgets() -> None:
         cell = shell.magics_manager.magics["cell"]
         names = ["sandbox_up", "sandbox_exec", "sandbox_down", "sandbox_ls", "sandbox_status",
                  "sandbox_logs", "sandbox_upload", "sandbox_download", "sandbox_attach",
-                 "sandbox_diagnose", "sandbox_rbac"]
+                 "sandbox_diagnose", "sandbox_rbac", "sandbox_shell"]
         missing = [n for n in names if n not in line]
         assert not missing, missing
         assert "sandbox_exec" in cell and "sandbox_write" in cell

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from sandboxkit import demo
-from sandboxkit.cli import _parser
+from sandboxkit.cli import _parse, _parser
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -76,7 +76,7 @@ def _parses(argv: list[str]) -> None:
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            _parser().parse_args(argv[1:])
+            _parse(argv[1:])  # as main() parses (shell: -- CMD)
     except SystemExit:
         pytest.fail(f"README command does not parse: {shlex.join(argv)}\n{errors.getvalue()}")
 

@@ -37,7 +37,8 @@ from ..stdin import STDIN_CHUNK, StdinData, StdinSource
 from ..wrapper import OutputCallback, OutputStream, kill_argv, marker_tag, new_nonce, wrap_argv
 from .client import docker_errors
 
-__all__ = ["END_WAIT", "DockerFrames", "kill_process_group", "run_exec"]
+__all__ = ["END_WAIT", "DockerFrames", "close_hijacked", "exit_code", "hijacked_reader",
+           "kill_process_group", "run_exec"]
 
 END_WAIT = 3.0
 """After both end markers, seconds to wait for the daemon to close the stream."""
@@ -70,7 +71,7 @@ def run_exec(
         frames = DockerFrames(api.exec_start(exec_id, socket=True), source)
         try:
             session = ExecSession(
-                frames, stdout, stderr, lambda: _exit_code(api, exec_id),
+                frames, stdout, stderr, lambda: exit_code(api, exec_id),
                 kill=lambda kind, pid: kill_process_group(api, container, kind, pid),
                 grace=END_WAIT)
             outcome = session.run(None if timeout is None else started + timeout)
@@ -94,7 +95,7 @@ def kill_process_group(api: Any, container: str, kind: str, pid: int) -> None:
         api.exec_start(api.exec_create(container, kill_argv(kind, pid))["Id"])
 
 
-def _exit_code(api: Any, exec_id: str) -> int | None:
+def exit_code(api: Any, exec_id: str) -> int | None:
     """The exit code the daemon recorded for the exec, or None while it has none. The
     daemon sets it before closing the stream; a stream abandoned early may precede it."""
     info = api.exec_inspect(exec_id)
@@ -112,9 +113,7 @@ class DockerFrames:
     def __init__(self, sock: Any, stdin: StdinSource | None) -> None:
         self._sock = sock
         self._raw: socket.socket = getattr(sock, "_sock", sock)
-        self._response = getattr(sock, "_response", None)
-        reader = (getattr(getattr(getattr(self._response, "raw", None), "_fp", None), "fp", None)
-                  or sock)
+        reader = hijacked_reader(sock)
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
         self._eof = False
         threading.Thread(target=self._read, args=(reader,), daemon=True).start()
@@ -156,12 +155,26 @@ class DockerFrames:
 
     def close(self) -> None:
         """Drop the connection; the reader thread then ends."""
-        with contextlib.suppress(OSError):
-            self._raw.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            self._sock.close()
-            if self._response is not None:
-                self._response.close()
+        close_hijacked(self._sock)
+
+
+def hijacked_reader(sock: Any) -> Any:
+    """What to read a hijacked exec connection from: the HTTP response's buffered file when
+    there is one (it may already hold the stream's first bytes), else the socket."""
+    response = getattr(sock, "_response", None)
+    return (getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+            or sock)
+
+
+def close_hijacked(sock: Any) -> None:
+    """Drop a hijacked exec connection, so a thread blocked reading it ends."""
+    with contextlib.suppress(OSError):
+        getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        sock.close()
+        response = getattr(sock, "_response", None)
+        if response is not None:
+            response.close()
 
 
 def _read_exactly(reader: Any, size: int) -> bytes | None:

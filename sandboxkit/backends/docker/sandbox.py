@@ -61,6 +61,7 @@ from .status import (
     terminated_reason,
     unix_time,
 )
+from .terminal import DockerTerminal
 
 __all__ = ["DEADLINE_LABEL", "DockerSandbox"]
 
@@ -380,6 +381,10 @@ class DockerSandbox(ArgvSandbox):
         return seen == "die"
 
     # --- commands -------------------------------------------------------------------------
+
+    def open_terminal(self, argv: Sequence[str]) -> DockerTerminal:
+        """``docker exec -it CONTAINER ARGV``."""
+        return DockerTerminal(self.client.api, self._running_container(), argv)
 
     def exec_argv(
         self, argv: Sequence[str], *, stdin: StdinData | None = None,

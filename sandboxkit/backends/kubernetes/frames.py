@@ -22,10 +22,11 @@ import websocket
 
 from .transport import remember_tls_session
 
-__all__ = ["ERROR", "STDIN", "FrameChannel"]
+__all__ = ["ERROR", "RESIZE", "STDIN", "FrameChannel"]
 
-STDIN, ERROR = 0, 3
-"""The channels besides stdout and stderr (1 and 2, :mod:`..session`)."""
+STDIN, ERROR, RESIZE = 0, 3, 4
+"""The channels besides stdout and stderr (1 and 2, :mod:`..session`); resize carries a
+terminal's size as JSON ``{"Width": W, "Height": H}``."""
 _CLOSE_SIGNAL = 255
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -73,6 +74,15 @@ class FrameChannel:
         self._inflight: bytes | None = None  # a TLS retry must resend identical bytes
         self._fragment_channel: int | None = None
         self.peer_closed = False
+
+    def fileno(self) -> int:
+        """The socket's descriptor, so a caller can wait on it beside others (a terminal)."""
+        return self._sock.fileno()
+
+    @property
+    def pending(self) -> bool:
+        """TLS holds decrypted bytes the socket's descriptor no longer signals."""
+        return self._tls is not None and self._tls.pending() > 0
 
     @property
     def backlog(self) -> int:

@@ -55,6 +55,7 @@ from .exec import run_exec
 from .lifecycle import create_job, delete_job, wait_gone, wait_running
 from .sessions import session_pool
 from .status import list_statuses, newest_pod, sandbox_status
+from .terminal import ChannelTerminal, open_terminal
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -382,6 +383,12 @@ class KubernetesSandbox(ArgvSandbox):
             response.release_conn()
 
     # --- commands -------------------------------------------------------------------------
+
+    def open_terminal(self, argv: Sequence[str]) -> ChannelTerminal:
+        """``kubectl exec -it POD -c sandbox -- ARGV``: a terminal over pods/exec."""
+        pod = self._require_ready(self._pod)
+        return open_terminal(self.connection.api_client(), self.namespace, pod,
+                             CONTAINER_NAME, argv)
 
     def exec_argv(
         self, argv: Sequence[str], *, stdin: StdinData | None = None,

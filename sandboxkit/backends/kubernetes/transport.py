@@ -35,7 +35,7 @@ __all__ = ["handshake", "remember_tls_session"]
 
 
 def _exec_url(host: str, namespace: str, pod: str, container: str | None,
-              argv: Sequence[str], stdin: bool) -> str:
+              argv: Sequence[str], stdin: bool, tty: bool = False) -> str:
     parsed = urlparse(host)
     scheme = {"https": "wss", "http": "ws"}.get(parsed.scheme, parsed.scheme)
     path = (f"{parsed.path.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}"
@@ -44,7 +44,7 @@ def _exec_url(host: str, namespace: str, pod: str, container: str | None,
     if container:
         query.append(("container", container))
     query += [("stdin", "true" if stdin else "false"), ("stdout", "true"),
-              ("stderr", "true"), ("tty", "false")]
+              ("stderr", "false" if tty else "true"), ("tty", "true" if tty else "false")]
     return f"{scheme}://{parsed.netloc}{path}?{urlencode(query)}"
 
 
@@ -188,11 +188,13 @@ def _proxy_options(configuration: Any) -> dict[str, Any]:
 
 def handshake(api_client: Any, namespace: str, pod: str, container: str | None,
                argv: Sequence[str], *, stdin: bool, timeout: float,
-               protocols: Sequence[str]) -> tuple[websocket.WebSocket, tuple[Any, ...] | None]:
+               protocols: Sequence[str], tty: bool = False,
+               ) -> tuple[websocket.WebSocket, tuple[Any, ...] | None]:
     """Connect and upgrade; returns the WebSocket and, for a direct TLS connection, the key
-    under which its TLS session may be remembered."""
+    under which its TLS session may be remembered. ``tty`` asks for a terminal (``kubectl
+    exec -t``): stderr is then merged into stdout, so it is not requested."""
     configuration = api_client.configuration
-    url = _exec_url(configuration.host, namespace, pod, container, argv, stdin)
+    url = _exec_url(configuration.host, namespace, pod, container, argv, stdin, tty)
     header = _auth_headers(configuration)
     if getattr(api_client, "user_agent", None):
         header.append(f"User-Agent: {api_client.user_agent}")

@@ -278,7 +278,9 @@ def test_large_stdin_round_trips(server: Server) -> None:
     assert done[1] == payload
 
 
-def test_resize_frames_are_ignored(server: Server) -> None:
+def test_resize_frames_without_a_terminal_size_are_ignored(server: Server) -> None:
+    """This spawn's processes have pipes, not a terminal (no ``resize``): the frame is
+    dropped and the stream goes on; test_runtime and test_shell cover a real terminal."""
     ws = connect(server.url(["cat"], stdin="true", tty="true"))
     ws.send_binary(b"\x04" + json.dumps({"Width": 80, "Height": 24}).encode())
     ws.send_binary(b"\x00abc")

@@ -166,3 +166,15 @@ def test_exec_with_tty(tmp_path: Path) -> None:
         assert (out.strip(), await proc.wait()) == (b"tty", 0)
 
     run(body, tmp_path)
+
+
+def test_exec_terminal_takes_the_resize_frames_size(tmp_path: Path) -> None:
+    async def body(runtime: ContainerRuntime) -> None:
+        await runtime.start_container("pod-r", "main", ["sleep", "30"], {}, None)
+        proc = await runtime.exec("pod-r", "main", ["sh", "-c", "read x; stty size"], tty=True)
+        proc.resize(120, 40)  # what a resize frame {"Width": 120, "Height": 40} does
+        proc.stdin.write(b"\n")
+        out = await asyncio.wait_for(proc.stdout.read(), 5)
+        assert out.split()[-2:] == [b"40", b"120"] and await proc.wait() == 0
+
+    run(body, tmp_path)
