@@ -449,7 +449,7 @@ def _add_shell_command(commands: Any) -> None:
                        help="where the sandbox runs (default: $EXECUTION_BACKEND, else "
                             "kubernetes)")
     shell.add_argument("name", metavar="NAME", help="the sandbox's name")
-    shell.add_argument("remote_command", nargs="*", metavar="-- CMD",
+    shell.add_argument("remote_command", nargs="*", default=[], metavar="-- CMD",
                        help="command to run, after -- (default: /bin/bash if the image has "
                             "it, else /bin/sh)")
     shell.set_defaults(handler=_shell)
